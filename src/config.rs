@@ -1,0 +1,401 @@
+//! Gateway configuration: defaults, then a TOML file, then `RTCIO_GATEWAY_*`
+//! environment variables, then command-line flags — each layer overrides the
+//! one before. Unknown keys and invalid values are refused at start with a
+//! message naming the key (or the environment variable).
+//!
+//! Environment variables are `RTCIO_GATEWAY_<SECTION>__<KEY>` (double
+//! underscore between section and key), e.g.
+//! `RTCIO_GATEWAY_SIGNALING__MAX_MEMBERS_PER_ROOM=8`. Lists are comma-separated.
+//! The annotated reference is `deploy/gateway.toml`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every configuration environment variable.
+pub const ENV_PREFIX: &str = "RTCIO_GATEWAY_";
+/// Environment variable naming the config file (read by the CLI, not a config key).
+pub const ENV_CONFIG_FILE: &str = "RTCIO_GATEWAY_CONFIG";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub signaling: SignalingConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address for HTTP, socket.io and metrics.
+    pub listen: SocketAddr,
+    /// Allowed browser origins for CORS; `["*"]` allows any origin.
+    pub cors_origins: Vec<String>,
+    /// How long shutdown waits for in-flight requests before giving up.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalingConfig {
+    /// Largest accepted event (JSON text plus binary attachments), in bytes.
+    pub max_payload_bytes: usize,
+    /// Sustained events per second per socket (token-bucket refill); 0 disables rate limiting.
+    pub rate_limit_per_sec: f64,
+    /// Events a socket may send in a burst (token-bucket size).
+    pub rate_limit_burst: u32,
+    /// Longest accepted room id, in characters.
+    pub max_room_id_chars: usize,
+    /// Longest accepted display name, in characters.
+    pub max_name_chars: usize,
+    /// Members per room; 0 means unlimited.
+    pub max_members_per_room: usize,
+    /// Rooms one socket may be in at once; 0 means unlimited.
+    pub max_rooms_per_socket: usize,
+    /// Engine.IO heartbeat interval.
+    pub ping_interval_secs: u64,
+    /// Engine.IO heartbeat timeout.
+    pub ping_timeout_secs: u64,
+    /// Packets queued per socket before further sends to it are dropped.
+    pub outgoing_buffer_packets: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 secret; when set, every socket.io connection must carry a valid
+    /// JWT in `auth.token`. Empty disables authentication.
+    pub jwt_secret: String,
+    /// Required `iss` claim, if non-empty.
+    pub jwt_issuer: String,
+    /// Required `aud` claim, if non-empty.
+    pub jwt_audience: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `rtcio_gateway=debug,info`, ...
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            signaling: SignalingConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            cors_origins: vec!["*".into()],
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Default for SignalingConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 1024 * 1024,
+            rate_limit_per_sec: 200.0,
+            rate_limit_burst: 1000,
+            max_room_id_chars: 256,
+            max_name_chars: 128,
+            max_members_per_room: 0,
+            max_rooms_per_socket: 16,
+            ping_interval_secs: 25,
+            ping_timeout_secs: 20,
+            outgoing_buffer_packets: 1024,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { jwt_secret: String::new(), jwt_issuer: String::new(), jwt_audience: String::new() }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// A configuration that cannot be used; the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+impl Config {
+    /// Defaults, overlaid with the TOML file (if any) and the `RTCIO_GATEWAY_*`
+    /// variables in `env`. Flags are applied by the caller, then [`Config::validate`].
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let path = file.map(|p| p.display().to_string()).unwrap_or_else(|| "<defaults>".into());
+        let mut table = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?
+            }
+            None => toml::Table::new(),
+        };
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        let mut env: Vec<_> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != ENV_CONFIG_FILE).collect();
+        env.sort();
+        for (var, value) in env {
+            apply_env(&mut table, &defaults, &var, &value)?;
+        }
+        let value = toml::Value::Table(table);
+        serde_path_to_error::deserialize::<_, Config>(value).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            ConfigError::Parse { path, message: if key == "." { message } else { format!("{key}: {message}") } }
+        })
+    }
+
+    /// Refuse values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.cors_origins.is_empty() {
+            return Err(invalid("server.cors_origins", "must list at least one origin, or \"*\""));
+        }
+        if s.cors_origins.len() > 1 && s.cors_origins.iter().any(|o| o == "*") {
+            return Err(invalid("server.cors_origins", "\"*\" cannot be combined with other origins"));
+        }
+        for origin in s.cors_origins.iter().filter(|o| *o != "*") {
+            let ok = url::Url::parse(origin)
+                .ok()
+                .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/")
+                && !origin.ends_with('/');
+            if !ok {
+                return Err(invalid(
+                    "server.cors_origins",
+                    format!("{origin:?} is not an origin like \"https://app.example.com\" (scheme, host, optional port, no path)"),
+                ));
+            }
+        }
+        if s.shutdown_grace_secs > 3600 {
+            return Err(invalid("server.shutdown_grace_secs", "must be at most 3600"));
+        }
+        let g = &self.signaling;
+        if !(1024..=64 * 1024 * 1024).contains(&g.max_payload_bytes) {
+            return Err(invalid("signaling.max_payload_bytes", "must be between 1024 and 67108864"));
+        }
+        if !g.rate_limit_per_sec.is_finite() || g.rate_limit_per_sec < 0.0 {
+            return Err(invalid("signaling.rate_limit_per_sec", "must be a finite number ≥ 0 (0 disables)"));
+        }
+        if g.rate_limit_per_sec > 0.0 && g.rate_limit_burst == 0 {
+            return Err(invalid("signaling.rate_limit_burst", "must be ≥ 1 when rate limiting is on"));
+        }
+        for (key, v) in [("signaling.max_room_id_chars", g.max_room_id_chars), ("signaling.max_name_chars", g.max_name_chars)] {
+            if !(1..=4096).contains(&v) {
+                return Err(invalid(key, "must be between 1 and 4096"));
+            }
+        }
+        if g.ping_interval_secs == 0 || g.ping_interval_secs > 3600 {
+            return Err(invalid("signaling.ping_interval_secs", "must be between 1 and 3600"));
+        }
+        if g.ping_timeout_secs == 0 || g.ping_timeout_secs > 3600 {
+            return Err(invalid("signaling.ping_timeout_secs", "must be between 1 and 3600"));
+        }
+        if g.outgoing_buffer_packets < 16 {
+            return Err(invalid("signaling.outgoing_buffer_packets", "must be at least 16"));
+        }
+        let a = &self.auth;
+        if !a.jwt_secret.is_empty() && a.jwt_secret.len() < 16 {
+            return Err(invalid("auth.jwt_secret", "must be at least 16 bytes (or empty to disable authentication)"));
+        }
+        if a.jwt_secret.is_empty() && (!a.jwt_issuer.is_empty() || !a.jwt_audience.is_empty()) {
+            return Err(invalid("auth.jwt_issuer", "jwt_issuer/jwt_audience need auth.jwt_secret"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid("log.level", format!("{:?} is not a tracing filter such as \"info\" or \"rtcio_gateway=debug\"", self.log.level)));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+}
+
+/// Apply `RTCIO_GATEWAY_<SECTION>__<KEY>=value`, typed after the default value.
+fn apply_env(table: &mut toml::Table, defaults: &toml::Table, var: &str, raw: &str) -> Result<(), ConfigError> {
+    let env_err = |message: String| ConfigError::Env { var: var.into(), message };
+    let rest = &var[ENV_PREFIX.len()..];
+    let Some((section, key)) = rest.split_once("__") else {
+        return Err(env_err(format!("expected {ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SERVER__LISTEN")));
+    };
+    let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+    let Some(toml::Value::Table(section_defaults)) = defaults.get(&section) else {
+        return Err(env_err(format!("unknown config section {section:?}")));
+    };
+    let Some(default) = section_defaults.get(&key) else {
+        return Err(env_err(format!("unknown config key {section}.{key}")));
+    };
+    let value = match default {
+        toml::Value::String(_) => toml::Value::String(raw.to_string()),
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim().parse().map_err(|_| env_err(format!("{section}.{key} must be an integer, got {raw:?}")))?,
+        ),
+        toml::Value::Float(_) => toml::Value::Float(
+            raw.trim().parse().map_err(|_| env_err(format!("{section}.{key} must be a number, got {raw:?}")))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(
+            raw.trim().parse().map_err(|_| env_err(format!("{section}.{key} must be true or false, got {raw:?}")))?,
+        ),
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
+        ),
+        _ => return Err(env_err(format!("{section}.{key} cannot be set from the environment"))),
+    };
+    let section_table = table
+        .entry(section.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match section_table {
+        toml::Value::Table(t) => {
+            t.insert(key, value);
+            Ok(())
+        }
+        _ => Err(env_err(format!("config file has {section} as a value, not a section"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_are_valid_and_listen_on_3000() {
+        let c = Config::load(None, env(&[])).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:3000");
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let f = write("[server]\nlisten = \"127.0.0.1:4000\"\n[signaling]\nmax_members_per_room = 4\n");
+        let c = Config::load(
+            Some(f.path()),
+            env(&[
+                ("RTCIO_GATEWAY_SIGNALING__MAX_MEMBERS_PER_ROOM", "6"),
+                ("RTCIO_GATEWAY_SERVER__CORS_ORIGINS", "https://a.example, http://localhost:8080"),
+                ("RTCIO_GATEWAY_SIGNALING__RATE_LIMIT_PER_SEC", "50"),
+                ("RTCIO_GATEWAY_CONFIG", "ignored.toml"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:4000");
+        assert_eq!(c.signaling.max_members_per_room, 6);
+        assert_eq!(c.signaling.rate_limit_per_sec, 50.0);
+        assert_eq!(c.server.cors_origins, vec!["https://a.example", "http://localhost:8080"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let f = write("[signaling]\nmax_paylod_bytes = 5\n");
+        let e = Config::load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("max_paylod_bytes"), "{e}");
+        let f = write("[signalling]\n");
+        let e = Config::load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("signalling"), "{e}");
+        let e = Config::load(None, env(&[("RTCIO_GATEWAY_SIGNALING__NOPE", "1")])).unwrap_err().to_string();
+        assert!(e.contains("RTCIO_GATEWAY_SIGNALING__NOPE") && e.contains("signaling.nope"), "{e}");
+        let e = Config::load(None, env(&[("RTCIO_GATEWAY_LISTEN", "1")])).unwrap_err().to_string();
+        assert!(e.contains("RTCIO_GATEWAY_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused_by_name() {
+        let f = write("[server]\nlisten = \"not an address\"\n");
+        let e = Config::load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let e = Config::load(None, env(&[("RTCIO_GATEWAY_SIGNALING__MAX_PAYLOAD_BYTES", "lots")])).unwrap_err().to_string();
+        assert!(e.contains("RTCIO_GATEWAY_SIGNALING__MAX_PAYLOAD_BYTES"), "{e}");
+        let f = write("[signaling]\nmax_payload_bytes = -1\n");
+        let e = Config::load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("signaling.max_payload_bytes"), "{e}");
+
+        let mut c = Config::default();
+        c.signaling.max_payload_bytes = 10;
+        assert!(c.validate().unwrap_err().to_string().contains("signaling.max_payload_bytes"));
+        let mut c = Config::default();
+        c.auth.jwt_secret = "short".into();
+        assert!(c.validate().unwrap_err().to_string().contains("auth.jwt_secret"));
+        let mut c = Config::default();
+        c.server.cors_origins = vec!["https://a.example/path".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("server.cors_origins"));
+        let mut c = Config::default();
+        c.server.cors_origins = vec!["*".into(), "https://a.example".into()];
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.log.level = "=[".into();
+        assert!(c.validate().unwrap_err().to_string().contains("log.level"));
+        let mut c = Config::default();
+        c.signaling.rate_limit_burst = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("signaling.rate_limit_burst"));
+    }
+
+    #[test]
+    fn the_example_config_in_deploy_is_valid_and_complete() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway.toml");
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        c.validate().unwrap();
+        // Every key of the example is the default, so the example documents them all.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (section, keys) in defaults {
+            assert!(text.contains(&format!("[{section}]")), "example lacks [{section}]");
+            for key in keys.as_table().unwrap().keys() {
+                assert!(text.contains(&format!("\n{key} =")) || text.contains(&format!("\n# {key} =")), "example lacks {section}.{key}");
+            }
+        }
+    }
+}

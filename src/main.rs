@@ -1,0 +1,69 @@
+//! Thin binary: parse the command line, load the configuration, run the library.
+
+use anyhow::Context;
+use clap::Parser;
+use rtcio_gateway::cli::{Cli, Command};
+use rtcio_gateway::config::{Config, LogFormat};
+use rtcio_gateway::server::Gateway;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rtcio-gateway: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Config(args) => {
+            let config = Config::load(args.file.config.as_deref(), std::env::vars())?;
+            config.validate()?;
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let mut config = Config::load(args.file.config.as_deref(), std::env::vars())?;
+            if let Some(listen) = args.listen {
+                config.server.listen = listen;
+            }
+            if let Some(level) = args.log_level {
+                config.log.level = level;
+            }
+            config.validate()?;
+            init_logging(&config);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+            runtime.block_on(serve(config))
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let gateway = Gateway::start(config).await?;
+    shutdown_signal().await;
+    gateway.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(&config.log.level);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

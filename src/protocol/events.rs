@@ -1,0 +1,222 @@
+//! Event names and payloads exchanged between rtc.io clients and the signaling
+//! server (PROTOCOL.md §2), plus the gateway's own `signaling-error` event.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Signaling envelope relayed between peers.
+pub const EV_MESSAGE: &str = "#rtcio:message";
+/// Server → existing member: "make an offer to `source`".
+pub const EV_INIT_OFFER: &str = "#rtcio:init-offer";
+/// Server → room: "`id` is leaving".
+pub const EV_PEER_LEFT: &str = "#rtcio:peer-left";
+pub const EV_JOIN_ROOM: &str = "join-room";
+pub const EV_JOIN_OK: &str = "join-ok";
+pub const EV_JOIN_ERROR: &str = "join-error";
+pub const EV_CHECK_ROOM: &str = "check-room";
+pub const EV_ROOM_CHECK_OK: &str = "room-check-ok";
+pub const EV_LEAVE_ROOM: &str = "leave-room";
+pub const EV_USER_CONNECTED: &str = "user-connected";
+pub const EV_USER_DISCONNECTED: &str = "user-disconnected";
+pub const EV_MEDIA_STATE: &str = "media-state";
+pub const EV_STOP_SCREEN_SHARE: &str = "stopScreenShare";
+pub const EV_CHAT_MESSAGE: &str = "chat-message";
+/// Gateway → sender: an event of yours was refused (never sent to honest rtc.io clients).
+pub const EV_SIGNALING_ERROR: &str = "signaling-error";
+
+/// The routing header of a `#rtcio:message` envelope. `data` is kept raw: the
+/// server never looks inside it and forwards the envelope byte for byte.
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeHeader<'a> {
+    #[serde(borrow)]
+    pub source: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub target: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+}
+
+/// `join-error {reason, roomId}` reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JoinErrorReason {
+    InvalidRoom,
+    InvalidName,
+    PasswordRequired,
+    WrongPassword,
+    RoomFull,
+    /// The socket is already in `max_rooms_per_socket` rooms (gateway hardening).
+    TooManyRooms,
+}
+
+impl JoinErrorReason {
+    /// The wire string, also used as the `result` label of the joins metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRoom => "invalid-room",
+            Self::InvalidName => "invalid-name",
+            Self::PasswordRequired => "password-required",
+            Self::WrongPassword => "wrong-password",
+            Self::RoomFull => "room-full",
+            Self::TooManyRooms => "too-many-rooms",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinError<'a> {
+    pub reason: JoinErrorReason,
+    /// Echoed back like the reference server does (absent when it was not a string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinOk<'a> {
+    pub room_id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomCheckOk<'a> {
+    pub room_id: &'a str,
+    pub password_required: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserConnected<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+}
+
+/// `user-disconnected {id}` and `#rtcio:peer-left {id}`.
+#[derive(Debug, Serialize)]
+pub struct PeerId<'a> {
+    pub id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InitOffer<'a> {
+    pub source: &'a str,
+}
+
+/// Cached media state replayed to a late joiner: `media-state {id, roomId, mic, cam}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaStateReplay<'a> {
+    pub id: &'a str,
+    pub room_id: &'a str,
+    pub mic: bool,
+    pub cam: bool,
+}
+
+/// Why the gateway refused one of the sender's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalCode {
+    /// `#rtcio:message` whose `source` is not the sender's id.
+    SpoofedSource,
+    /// `#rtcio:message` whose `target` shares no room with the sender (or is gone).
+    ForeignTarget,
+    /// The payload has the wrong shape (not JSON of the expected form, wrong types, binary).
+    InvalidPayload,
+    /// The event is over the configured size cap.
+    PayloadTooLarge,
+    /// The sender is over its event-rate budget.
+    RateLimited,
+    /// A room-scoped event for a room the sender is not a member of.
+    NotInRoom,
+    /// An event name this server does not handle.
+    UnknownEvent,
+    /// The target exists but its outgoing buffer is full.
+    TargetUnavailable,
+}
+
+impl RefusalCode {
+    /// Wire form, sent in `signaling-error {code}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SpoofedSource => "spoofed-source",
+            Self::ForeignTarget => "foreign-target",
+            Self::InvalidPayload => "invalid-payload",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::RateLimited => "rate-limited",
+            Self::NotInRoom => "not-in-room",
+            Self::UnknownEvent => "unknown-event",
+            Self::TargetUnavailable => "target-unavailable",
+        }
+    }
+
+    /// Prometheus label form (`snake_case`).
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Self::SpoofedSource => "spoofed_source",
+            Self::ForeignTarget => "foreign_target",
+            Self::InvalidPayload => "invalid_payload",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited => "rate_limited",
+            Self::NotInRoom => "not_in_room",
+            Self::UnknownEvent => "unknown_event",
+            Self::TargetUnavailable => "target_unavailable",
+        }
+    }
+
+    pub const ALL: [RefusalCode; 8] = [
+        Self::SpoofedSource,
+        Self::ForeignTarget,
+        Self::InvalidPayload,
+        Self::PayloadTooLarge,
+        Self::RateLimited,
+        Self::NotInRoom,
+        Self::UnknownEvent,
+        Self::TargetUnavailable,
+    ];
+}
+
+/// `signaling-error {code, event, message}`.
+#[derive(Debug, Serialize)]
+pub struct SignalingError<'a> {
+    pub code: &'static str,
+    pub event: &'a str,
+    pub message: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_header_keeps_data_raw() {
+        let text = r#"{"source":"a","target":"b","data":{"candidate":{"candidate":"x y"}},"extra":1}"#;
+        let h: EnvelopeHeader = serde_json::from_str(text).unwrap();
+        assert_eq!(h.source, "a");
+        assert_eq!(h.target, "b");
+        assert_eq!(h.data.get(), r#"{"candidate":{"candidate":"x y"}}"#);
+    }
+
+    #[test]
+    fn envelope_header_requires_all_fields() {
+        assert!(serde_json::from_str::<EnvelopeHeader>(r#"{"source":"a","target":"b"}"#).is_err());
+        assert!(serde_json::from_str::<EnvelopeHeader>(r#"{"source":1,"target":"b","data":{}}"#).is_err());
+        assert!(serde_json::from_str::<EnvelopeHeader>(r#"[1,2,3]"#).is_err());
+    }
+
+    #[test]
+    fn join_error_wire_form() {
+        let e = JoinError { reason: JoinErrorReason::PasswordRequired, room_id: Some("r") };
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"reason":"password-required","roomId":"r"}"#);
+        let e = JoinError { reason: JoinErrorReason::InvalidRoom, room_id: None };
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"reason":"invalid-room"}"#);
+        for r in [
+            JoinErrorReason::InvalidRoom,
+            JoinErrorReason::InvalidName,
+            JoinErrorReason::PasswordRequired,
+            JoinErrorReason::WrongPassword,
+            JoinErrorReason::RoomFull,
+            JoinErrorReason::TooManyRooms,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
+}

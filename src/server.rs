@@ -1,0 +1,120 @@
+//! One running gateway: binds the listener, wires socket.io, HTTP and metrics
+//! together, and shuts down gracefully. Tests start it on `127.0.0.1:0` and
+//! stop it with [`Gateway::shutdown`]; `main` does the same on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Method};
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
+
+use crate::config::Config;
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
+use crate::signaling::{JwtVerifier, Signaling};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A started gateway.
+pub struct Gateway {
+    local_addr: SocketAddr,
+    stop_accepting: CancellationToken,
+    ready: Arc<AtomicBool>,
+    io: SocketIo,
+    server: JoinHandle<std::io::Result<()>>,
+    grace: Duration,
+    pub metrics: Arc<Metrics>,
+    pub signaling: Arc<Signaling>,
+}
+
+impl Gateway {
+    /// Bind and start serving. The configuration must already be validated.
+    pub async fn start(config: Config) -> Result<Gateway, ServeError> {
+        let addr = config.server.listen;
+        let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+        let local_addr = listener.local_addr()?;
+        let metrics = Arc::new(Metrics::new());
+
+        let sc = &config.signaling;
+        // The transport accepts up to twice the event cap so that a slightly
+        // oversized event reaches the handler and gets a clear error; beyond
+        // that the transport closes the connection.
+        let transport_cap = sc.max_payload_bytes.saturating_mul(2);
+        let (sio_layer, io) = SocketIo::builder()
+            .ping_interval(Duration::from_secs(sc.ping_interval_secs))
+            .ping_timeout(Duration::from_secs(sc.ping_timeout_secs))
+            .max_payload(transport_cap as u64)
+            .ws_max_message_size(transport_cap)
+            .ws_max_frame_size(transport_cap)
+            .max_buffer_size(sc.outgoing_buffer_packets)
+            .build_layer();
+        let signaling = Signaling::new(sc.clone(), JwtVerifier::from_config(&config.auth), metrics.clone());
+        signaling.attach(&io);
+
+        let ready = Arc::new(AtomicBool::new(false));
+        let app = http::router(HttpState { metrics: metrics.clone(), ready: ready.clone() })
+            .layer(sio_layer)
+            .layer(cors_layer(&config.server.cors_origins));
+
+        let stop_accepting = CancellationToken::new();
+        let stop = stop_accepting.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
+        });
+        ready.store(true, Ordering::Release);
+        tracing::info!(%local_addr, "rtcio-gateway listening (socket.io at /socket.io, metrics at /metrics)");
+        Ok(Gateway {
+            local_addr,
+            stop_accepting,
+            ready,
+            io,
+            server,
+            grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            metrics,
+            signaling,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stop accepting, disconnect every socket (their rooms hear about it),
+    /// let in-flight requests finish within the grace period.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        tracing::info!("shutting down: no longer accepting connections");
+        self.ready.store(false, Ordering::Release);
+        self.stop_accepting.cancel();
+        self.io.close().await;
+        match tokio::time::timeout(self.grace, self.server).await {
+            Ok(Ok(result)) => result.map_err(ServeError::Io),
+            Ok(Err(join)) => Err(ServeError::Io(std::io::Error::other(join))),
+            Err(_) => {
+                tracing::warn!(grace = ?self.grace, "connections still open after the grace period; exiting anyway");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new().allow_methods([Method::GET, Method::POST, Method::OPTIONS]);
+    if origins.iter().any(|o| o == "*") {
+        base.allow_origin(Any).allow_headers(Any)
+    } else {
+        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        base.allow_origin(AllowOrigin::list(list)).allow_headers(AllowHeaders::mirror_request()).allow_credentials(true)
+    }
+}
