@@ -1,0 +1,89 @@
+//! Shared fixtures: an in-process gateway on 127.0.0.1:0 and connected clients.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use rtcio_gateway::config::Config;
+use rtcio_gateway::server::Gateway;
+use rtcio_gateway::sio_client::{SioClient, SioEvent};
+use serde_json::{Value, json};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long we listen to conclude that something was NOT delivered.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+pub async fn start() -> Gateway {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Gateway {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.shutdown_grace_secs = 5;
+    tweak(&mut config);
+    config.validate().expect("valid test config");
+    Gateway::start(config).await.expect("gateway starts")
+}
+
+pub fn url(gw: &Gateway) -> String {
+    format!("http://{}", gw.local_addr())
+}
+
+pub async fn connect(gw: &Gateway) -> SioClient {
+    SioClient::connect(&url(gw), None).await.expect("connects")
+}
+
+/// Connect, join `room` as `name`, and wait for `join-ok`.
+pub async fn joined(gw: &Gateway, room: &str, name: &str) -> SioClient {
+    let mut c = connect(gw).await;
+    c.emit("join-room", &json!({"roomId": room, "name": name})).unwrap();
+    c.expect("join-ok", WAIT).await.expect("join-ok");
+    c
+}
+
+/// Every event received until nothing arrives for `QUIET`.
+pub async fn drain(c: &mut SioClient) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    while let Some(ev) = c.recv_timeout(QUIET).await {
+        if let SioEvent::Event { name, args } = ev {
+            out.push((name, args.into_iter().next().unwrap_or(Value::Null)));
+        }
+    }
+    out
+}
+
+/// Names of the drained events.
+pub fn names(events: &[(String, Value)]) -> Vec<&str> {
+    events.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+pub fn envelope(from: &SioClient, to: &str, data: Value) -> Value {
+    json!({"source": from.id(), "target": to, "data": data})
+}
+
+/// Value of a metric line `name{labels} value` in the exposition (0 if absent).
+pub async fn metric(gw: &Gateway, series: &str) -> f64 {
+    let body = reqwest_text(&format!("{}/metrics", url(gw))).await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse::<f64>().unwrap()))
+        .unwrap_or(0.0)
+}
+
+/// Minimal HTTP/1.1 GET returning (status, body), without an extra client crate.
+pub async fn http_get(url: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let u = url::Url::parse(url).unwrap();
+    let mut s = tokio::net::TcpStream::connect((u.host_str().unwrap(), u.port().unwrap())).await.unwrap();
+    let req = format!("GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", u.path());
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+async fn reqwest_text(url: &str) -> String {
+    http_get(url).await.1
+}
