@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building and testing rtcio-gateway needs on Debian 12, and
+# nothing that is already there. Safe to run repeatedly.
+#   - a Rust toolchain (rustup, stable) if cargo is missing
+#   - Node.js + npm (socket.io-client test suite) if node is missing
+#   - the npm packages of tests/node (from package-lock.json)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+apt_packages=()
+command -v curl >/dev/null || apt_packages+=(curl ca-certificates)
+command -v cc >/dev/null || apt_packages+=(build-essential)
+command -v node >/dev/null || apt_packages+=(nodejs)
+command -v npm >/dev/null || apt_packages+=(npm)
+
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${apt_packages[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "install-deps: installing the Rust toolchain with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+
+if [ ! -d tests/node/node_modules/socket.io-client ]; then
+  echo "install-deps: npm ci in tests/node"
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test of rtcio-gateway: unit tests, the Rust socket.io client
+# integration tests, the CLI tests and the Node socket.io-client suite.
+# Installs what is missing first (scripts/install-deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/install-deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo test --locked --all-targets "$@"

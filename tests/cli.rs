@@ -1,0 +1,80 @@
+//! The binary's command line: help text, configuration errors, effective config.
+
+use std::process::Command;
+
+fn gateway() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rtcio-gateway"));
+    // Keep the developer's environment out of these tests.
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RTCIO_GATEWAY_")) {
+        c.env_remove(k);
+    }
+    c
+}
+
+fn run(c: &mut Command) -> (i32, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_documents_every_serve_option() {
+    let (code, out, _) = run(gateway().args(["serve", "--help"]));
+    assert_eq!(code, 0);
+    for opt in ["--config", "--listen", "--log-level", "RTCIO_GATEWAY_CONFIG", "0.0.0.0:3000"] {
+        assert!(out.contains(opt), "serve --help lacks {opt}:\n{out}");
+    }
+    let (code, out, _) = run(gateway().arg("--help"));
+    assert_eq!(code, 0);
+    assert!(out.contains("serve") && out.contains("config"));
+}
+
+#[test]
+fn unknown_keys_and_bad_values_stop_the_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[signaling]\nmax_memebrs_per_room = 3\n").unwrap();
+    let (code, _, err) = run(gateway().args(["serve", "--config"]).arg(&file));
+    assert_eq!(code, 2);
+    assert!(err.contains("max_memebrs_per_room"), "{err}");
+
+    std::fs::write(&file, "[signaling]\nmax_payload_bytes = 3\n").unwrap();
+    let (code, _, err) = run(gateway().args(["serve", "--config"]).arg(&file));
+    assert_eq!(code, 2);
+    assert!(err.contains("signaling.max_payload_bytes"), "{err}");
+
+    let (code, _, err) = run(gateway().arg("serve").env("RTCIO_GATEWAY_SIGNALING__RATE_LIMIT_BURST", "many"));
+    assert_eq!(code, 2);
+    assert!(err.contains("RTCIO_GATEWAY_SIGNALING__RATE_LIMIT_BURST"), "{err}");
+
+    let (code, _, err) = run(gateway().args(["serve", "--listen", "nowhere"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("--listen"), "{err}");
+
+    let (code, _, err) = run(gateway().args(["serve", "--config", "/does/not/exist.toml"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("/does/not/exist.toml"), "{err}");
+}
+
+#[test]
+fn config_prints_the_layered_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.toml");
+    std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:4000\"\n[signaling]\nmax_members_per_room = 4\n").unwrap();
+    let (code, out, err) = run(
+        gateway()
+            .args(["config", "--config"])
+            .arg(&file)
+            .env("RTCIO_GATEWAY_SIGNALING__MAX_MEMBERS_PER_ROOM", "9"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("listen = \"127.0.0.1:4000\""), "{out}");
+    assert!(out.contains("max_members_per_room = 9"), "{out}");
+    // The config file can also come from RTCIO_GATEWAY_CONFIG.
+    let (code, out, _) = run(gateway().arg("config").env("RTCIO_GATEWAY_CONFIG", &file));
+    assert_eq!(code, 0);
+    assert!(out.contains("max_members_per_room = 4"));
+}
