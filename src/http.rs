@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -53,4 +53,28 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], state.metrics.render())
+}
+
+/// Copy the request's URI and header values into their own small allocations.
+///
+/// hyper parses them zero-copy out of its connection read buffer (8–16 KiB),
+/// and Engine.IO keeps every socket's request head for the socket's whole
+/// life — which would pin that whole buffer per connected socket. Measured
+/// with heaptrack: ~16 KiB per socket, half of the gateway's memory per socket.
+pub async fn detach_request_head(mut req: Request) -> Request {
+    let mut headers = HeaderMap::with_capacity(req.headers().len());
+    for (name, value) in req.headers() {
+        if let Ok(copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            headers.append(name.clone(), copy);
+        }
+    }
+    *req.headers_mut() = headers;
+    if let Ok(uri) = Uri::try_from(req.uri().to_string()) {
+        // axum keeps a clone of the original URI in the extensions, too.
+        if let Some(original) = req.extensions_mut().get_mut::<axum::extract::OriginalUri>() {
+            original.0 = uri.clone();
+        }
+        *req.uri_mut() = uri;
+    }
+    req
 }

@@ -66,10 +66,18 @@ impl Gateway {
         let ready = Arc::new(AtomicBool::new(false));
         let app = http::router(HttpState { metrics: metrics.clone(), ready: ready.clone() })
             .layer(sio_layer)
+            .layer(axum::middleware::map_request(http::detach_request_head))
             .layer(cors_layer(&config.server.cors_origins));
 
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
+        // Signaling is small request/response traffic: Nagle's algorithm with
+        // delayed ACKs would add ~40 ms stalls.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let server = tokio::spawn(async move {
             axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
         });

@@ -1,6 +1,8 @@
 //! Event names and payloads exchanged between rtc.io clients and the signaling
 //! server (PROTOCOL.md §2), plus the gateway's own `signaling-error` event.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -24,16 +26,72 @@ pub const EV_CHAT_MESSAGE: &str = "chat-message";
 /// Gateway → sender: an event of yours was refused (never sent to honest rtc.io clients).
 pub const EV_SIGNALING_ERROR: &str = "signaling-error";
 
-/// The routing header of a `#rtcio:message` envelope. `data` is kept raw: the
-/// server never looks inside it and forwards the envelope byte for byte.
-#[derive(Debug, Deserialize)]
-pub struct EnvelopeHeader<'a> {
-    #[serde(borrow)]
-    pub source: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    pub target: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    pub data: &'a RawValue,
+/// A `#rtcio:message` envelope `{source, target, data, ...}`, read in one
+/// pass: the routing ids are decoded, every member (including unknown ones)
+/// is kept as raw JSON in its original order, so the relayed envelope is the
+/// sender's, member for member. The server never looks inside `data`.
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    pub source: Cow<'a, str>,
+    pub target: Cow<'a, str>,
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> Envelope<'a> {
+    /// Parse an envelope from the raw JSON of the event argument.
+    pub fn parse(raw: &'a str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(raw)
+    }
+
+    /// Bytes of JSON this envelope serializes to (approximately: without separators).
+    pub fn raw_len(&self) -> usize {
+        self.members.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 2
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Envelope<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an envelope {source, target, data}")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Envelope<'a>, M::Error> {
+                use serde::de::Error;
+                let (mut source, mut target, mut has_data) = (None, None, false);
+                let mut members = Vec::with_capacity(3);
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    match key.as_ref() {
+                        "source" => source = Some(serde_json::from_str::<Cow<str>>(value.get()).map_err(M::Error::custom)?),
+                        "target" => target = Some(serde_json::from_str::<Cow<str>>(value.get()).map_err(M::Error::custom)?),
+                        "data" => has_data = true,
+                        _ => {}
+                    }
+                    members.push((key, value));
+                }
+                let source = source.ok_or_else(|| M::Error::missing_field("source"))?;
+                let target = target.ok_or_else(|| M::Error::missing_field("target"))?;
+                if !has_data {
+                    return Err(M::Error::missing_field("data"));
+                }
+                Ok(Envelope { source, target, members })
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+impl Serialize for Envelope<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.members.len()))?;
+        for (k, v) in &self.members {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// `join-error {reason, roomId}` reasons.
@@ -187,19 +245,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn envelope_header_keeps_data_raw() {
-        let text = r#"{"source":"a","target":"b","data":{"candidate":{"candidate":"x y"}},"extra":1}"#;
-        let h: EnvelopeHeader = serde_json::from_str(text).unwrap();
-        assert_eq!(h.source, "a");
-        assert_eq!(h.target, "b");
-        assert_eq!(h.data.get(), r#"{"candidate":{"candidate":"x y"}}"#);
+    fn envelope_round_trips_member_for_member() {
+        let text = r#"{"target":"b","source":"a","data":{"candidate":{"candidate":"x y","n":[1,2.50,"\u00e9"]}},"extra":1}"#;
+        let e = Envelope::parse(text).unwrap();
+        assert_eq!(e.source, "a");
+        assert_eq!(e.target, "b");
+        // Same members, same order, values byte-identical (no re-formatting of numbers or escapes).
+        assert_eq!(serde_json::to_string(&e).unwrap(), text);
+        assert!(e.raw_len() >= text.len() - 4);
+        let escaped = Envelope::parse(r#"{"source":"\u0061","target":"b","data":null}"#).unwrap();
+        assert_eq!(escaped.source, "a");
     }
 
     #[test]
-    fn envelope_header_requires_all_fields() {
-        assert!(serde_json::from_str::<EnvelopeHeader>(r#"{"source":"a","target":"b"}"#).is_err());
-        assert!(serde_json::from_str::<EnvelopeHeader>(r#"{"source":1,"target":"b","data":{}}"#).is_err());
-        assert!(serde_json::from_str::<EnvelopeHeader>(r#"[1,2,3]"#).is_err());
+    fn envelope_requires_string_ids_and_data() {
+        for bad in [
+            r#"{"source":"a","target":"b"}"#,
+            r#"{"source":1,"target":"b","data":{}}"#,
+            r#"{"target":"b","data":{}}"#,
+            r#"{"source":"a","target":null,"data":{}}"#,
+            r#"[1,2,3]"#,
+            r#""str""#,
+            r#"{"source":"a","target":"b","data":{}"#,
+        ] {
+            assert!(Envelope::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -159,14 +159,12 @@ impl Connection {
     /// `#rtcio:message`: forward the envelope unchanged to its target, if the
     /// sender is its `source` and shares a room with the target.
     fn relay(&self, frame: &str) -> Handled {
-        let envelope: &RawValue =
-            first_arg(frame).map_err(|_| refuse(RefusalCode::InvalidPayload, "expected one envelope argument"))?;
-        let header: EnvelopeHeader = serde_json::from_str(envelope.get())
-            .map_err(|_| refuse(RefusalCode::InvalidPayload, "expected {source, target, data} with string ids"))?;
-        if header.source != self.sid.as_str() {
+        let envelope: Envelope = first_arg(frame)
+            .map_err(|_| refuse(RefusalCode::InvalidPayload, "expected one envelope {source, target, data} with string ids"))?;
+        if envelope.source != self.sid.as_str() {
             return Err(refuse(RefusalCode::SpoofedSource, "source is not your socket id"));
         }
-        let target: Sid = header
+        let target: Sid = envelope
             .target
             .parse()
             .map_err(|_| refuse(RefusalCode::ForeignTarget, "target is not a socket id"))?;
@@ -177,11 +175,11 @@ impl Connection {
             return Err(refuse(RefusalCode::ForeignTarget, "target is gone"));
         };
         target_socket
-            .emit(EV_MESSAGE, envelope)
+            .emit(EV_MESSAGE, &envelope)
             .map_err(|e| refuse(RefusalCode::TargetUnavailable, format!("target cannot take messages now: {e}")))?;
         let m = &self.sig.metrics;
         m.relayed_messages_total.inc();
-        m.relayed_bytes_total.inc_by(envelope.get().len() as u64);
+        m.relayed_bytes_total.inc_by(envelope.raw_len() as u64);
         Ok(())
     }
 

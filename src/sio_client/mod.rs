@@ -26,8 +26,20 @@ use tokio_tungstenite::tungstenite::Message;
 pub enum SioEvent {
     /// `socket.emit(name, ...args)` from the server.
     Event { name: String, args: Vec<serde_json::Value> },
+    /// An event as its raw JSON text `["name", ...args]`, when connected with
+    /// [`ConnectOptions::raw_events`] (load generators skip the parsing).
+    Raw(String),
     /// The connection is over (server disconnect, transport closed or failed).
     Disconnected { reason: String },
+}
+
+/// How to connect.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// The handshake `auth` object (e.g. `{"token": "<jwt>"}`).
+    pub auth: Option<serde_json::Value>,
+    /// Deliver events as [`SioEvent::Raw`] instead of parsing them.
+    pub raw_events: bool,
 }
 
 impl SioEvent {
@@ -62,9 +74,20 @@ pub struct Closed;
 /// A connected socket.io client.
 pub struct SioClient {
     sid: String,
-    out: mpsc::UnboundedSender<Outgoing>,
+    sender: SioSender,
     events: mpsc::UnboundedReceiver<SioEvent>,
     task: JoinHandle<()>,
+}
+
+/// The sending half of a client (see [`SioClient::split`]); cheap to clone.
+#[derive(Clone)]
+pub struct SioSender {
+    out: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// The receiving half of a client (see [`SioClient::split`]).
+pub struct SioReceiver {
+    events: mpsc::UnboundedReceiver<SioEvent>,
 }
 
 enum Outgoing {
@@ -94,13 +117,18 @@ pub fn websocket_url(server: &str) -> Result<String, ConnectError> {
 impl SioClient {
     /// Connect to the default namespace, with an optional handshake `auth` object.
     pub async fn connect(server: &str, auth: Option<serde_json::Value>) -> Result<SioClient, ConnectError> {
-        tokio::time::timeout(Duration::from_secs(10), Self::connect_inner(server, auth))
+        Self::connect_with(server, ConnectOptions { auth, ..Default::default() }).await
+    }
+
+    pub async fn connect_with(server: &str, options: ConnectOptions) -> Result<SioClient, ConnectError> {
+        tokio::time::timeout(Duration::from_secs(10), Self::connect_inner(server, options))
             .await
             .map_err(|_| ConnectError::Timeout)?
     }
 
-    async fn connect_inner(server: &str, auth: Option<serde_json::Value>) -> Result<SioClient, ConnectError> {
-        let (mut ws, _) = tokio_tungstenite::connect_async(websocket_url(server)?).await?;
+    async fn connect_inner(server: &str, options: ConnectOptions) -> Result<SioClient, ConnectError> {
+        let ConnectOptions { auth, raw_events } = options;
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(websocket_url(server)?, None, true).await?;
         // Engine.IO open packet.
         match next_engine_packet(&mut ws).await? {
             EioPacket::Open(_) => {}
@@ -132,8 +160,8 @@ impl SioClient {
         };
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(ws, out_rx, ev_tx));
-        Ok(SioClient { sid, out: out_tx, events: ev_rx, task })
+        let task = tokio::spawn(run(ws, out_rx, ev_tx, raw_events));
+        Ok(SioClient { sid, sender: SioSender { out: out_tx }, events: ev_rx, task })
     }
 
     /// Our socket id, as the server and other clients know it.
@@ -143,21 +171,18 @@ impl SioClient {
 
     /// `socket.emit(event, data)` with one argument.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), Closed> {
-        let value = CommonParser.encode_value(data, Some(event)).map_err(|_| Closed)?;
-        self.send_packet(Packet::event("/", value))
+        self.sender.emit(event, data)
     }
 
-    fn send_packet(&self, packet: Packet) -> Result<(), Closed> {
-        match CommonParser.encode(packet) {
-            Value::Str(text, _) => self.send_engine_message(text.as_str()),
-            Value::Bytes(_) => Err(Closed),
-        }
-    }
-
-    /// Send an Engine.IO message whose payload is `socketio_packet` verbatim
-    /// (e.g. `42["event",{}]`) — for testing how the server copes with bad input.
+    /// See [`SioSender::send_engine_message`].
     pub fn send_engine_message(&self, socketio_packet: &str) -> Result<(), Closed> {
-        self.out.send(Outgoing::Text(String::from(EioPacket::Message(Str::from(socketio_packet.to_string()))))).map_err(|_| Closed)
+        self.sender.send_engine_message(socketio_packet)
+    }
+
+    /// Separate sending and receiving (e.g. to receive in another task).
+    /// The connection lives until [`SioSender::close_now`] or the server ends it.
+    pub fn split(self) -> (SioSender, SioReceiver) {
+        (self.sender, SioReceiver { events: self.events })
     }
 
     /// Next event from the server; `None` once the connection task is gone.
@@ -184,8 +209,7 @@ impl SioClient {
 
     /// Disconnect from the namespace and close the transport.
     pub async fn close(self) {
-        let _ = self.send_packet(Packet::disconnect("/"));
-        let _ = self.out.send(Outgoing::Close);
+        self.sender.close_now();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
     }
 
@@ -195,9 +219,44 @@ impl SioClient {
     }
 }
 
+impl SioSender {
+    /// `socket.emit(event, data)` with one argument.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), Closed> {
+        let value = CommonParser.encode_value(data, Some(event)).map_err(|_| Closed)?;
+        self.send_packet(Packet::event("/", value))
+    }
+
+    fn send_packet(&self, packet: Packet) -> Result<(), Closed> {
+        match CommonParser.encode(packet) {
+            Value::Str(text, _) => self.send_engine_message(text.as_str()),
+            Value::Bytes(_) => Err(Closed),
+        }
+    }
+
+    /// Send an Engine.IO message whose payload is `socketio_packet` verbatim
+    /// (e.g. `2["event",{}]`) — for load generators and for testing how the
+    /// server copes with bad input.
+    pub fn send_engine_message(&self, socketio_packet: &str) -> Result<(), Closed> {
+        self.out.send(Outgoing::Text(String::from(EioPacket::Message(Str::from(socketio_packet.to_string()))))).map_err(|_| Closed)
+    }
+
+    /// Say goodbye to the namespace and close the transport, without waiting.
+    pub fn close_now(&self) {
+        let _ = self.send_packet(Packet::disconnect("/"));
+        let _ = self.out.send(Outgoing::Close);
+    }
+}
+
+impl SioReceiver {
+    /// Next event from the server; `None` once the connection is gone.
+    pub async fn recv(&mut self) -> Option<SioEvent> {
+        self.events.recv().await
+    }
+}
+
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn run(ws: Ws, mut out: mpsc::UnboundedReceiver<Outgoing>, events: mpsc::UnboundedSender<SioEvent>) {
+async fn run(ws: Ws, mut out: mpsc::UnboundedReceiver<Outgoing>, events: mpsc::UnboundedSender<SioEvent>, raw_events: bool) {
     let (mut sink, mut stream) = ws.split();
     let reason = loop {
         tokio::select! {
@@ -216,7 +275,9 @@ async fn run(ws: Ws, mut out: mpsc::UnboundedReceiver<Outgoing>, events: mpsc::U
                     }
                     Ok(EioPacket::Message(m)) => match decode(m) {
                         Ok(Packet { inner: PacketData::Event(Value::Str(data, _), _), .. }) => {
-                            if let Some(ev) = event_of(data.as_str()) {
+                            if raw_events {
+                                let _ = events.send(SioEvent::Raw(data.as_str().to_owned()));
+                            } else if let Some(ev) = event_of(data.as_str()) {
                                 let _ = events.send(ev);
                             }
                         }
