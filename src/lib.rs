@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod participant;
 pub mod protocol;
 pub mod rooms;
 pub mod server;
