@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod media;
 pub mod metrics;
 pub mod participant;
 pub mod protocol;

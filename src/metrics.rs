@@ -5,7 +5,8 @@
 //! label values — no per-socket or per-room labels).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::protocol::{JoinErrorReason, RefusalCode};
@@ -36,6 +37,36 @@ pub struct Metrics {
     pub event_duration_seconds: HistogramVec,
     pub disconnects_total: IntCounterVec,
     pub http_requests_metrics: IntCounter,
+    pub participant: ParticipantMetrics,
+}
+
+/// Metrics of the headless participant (all rooms together).
+#[derive(Clone)]
+pub struct ParticipantMetrics {
+    /// Peer connections by connection state.
+    pub peers: IntGaugeVec,
+    /// Negotiations by our role (polite/impolite) and result (ok/failed/rolled_back/ignored/stale_answer).
+    pub negotiations_total: IntCounterVec,
+    pub ice_restarts_total: IntCounter,
+    /// Data-channel messages received, by channel kind (ctrl/broadcast) and type (text/binary).
+    pub channel_messages_total: IntCounterVec,
+    /// Data-channel messages dropped, by reason.
+    pub channel_dropped_total: IntCounterVec,
+    /// Stream-metadata responses dropped, by reason.
+    pub metadata_dropped_total: IntCounterVec,
+    /// RTP packets and bytes received, by media kind.
+    pub rtp_packets_total: IntCounterVec,
+    pub rtp_bytes_total: IntCounterVec,
+    /// RTP packets dropped because the consumer of the track was too slow.
+    pub rtp_dropped_total: IntCounterVec,
+    /// Picture-loss indications we sent.
+    pub plis_sent_total: IntCounter,
+    /// Received streams currently active.
+    pub streams_active: IntGauge,
+    /// Remote `.local` (mDNS) candidates dropped.
+    pub mdns_candidates_dropped_total: IntCounter,
+    /// Signaling (re)joins by result.
+    pub joins_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -117,6 +148,7 @@ impl Metrics {
             event_duration_seconds.with_label_values(&[e]);
         }
         connections_refused_total.with_label_values(&["unauthorized"]);
+        let participant = ParticipantMetrics::register(&registry);
 
         Self {
             registry,
@@ -132,6 +164,7 @@ impl Metrics {
             event_duration_seconds,
             disconnects_total,
             http_requests_metrics,
+            participant,
         }
     }
 
@@ -147,6 +180,75 @@ impl Metrics {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
         String::from_utf8(buf).expect("utf-8 exposition")
+    }
+}
+
+impl ParticipantMetrics {
+    fn register(registry: &Registry) -> Self {
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap();
+            registry.register(Box::new(c.clone())).expect("unique metric names");
+            c
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).unwrap();
+            registry.register(Box::new(c.clone())).expect("unique metric names");
+            c
+        };
+        let peers = IntGaugeVec::new(Opts::new("participant_peers", "Peer connections by connection state"), &["state"]).unwrap();
+        registry.register(Box::new(peers.clone())).expect("unique metric names");
+        for s in ["new", "connecting", "connected", "disconnected", "failed"] {
+            peers.with_label_values(&[s]);
+        }
+        let streams_active = IntGauge::new("participant_streams_active", "Received media streams currently active").unwrap();
+        registry.register(Box::new(streams_active.clone())).expect("unique metric names");
+        let m = Self {
+            peers,
+            negotiations_total: counter_vec(
+                "participant_negotiations_total",
+                "Offer/answer exchanges by our role and result",
+                &["role", "result"],
+            ),
+            ice_restarts_total: counter("participant_ice_restarts_total", "ICE restarts we started"),
+            channel_messages_total: counter_vec(
+                "participant_channel_messages_total",
+                "Data-channel messages received, by channel kind and message type",
+                &["channel", "type"],
+            ),
+            channel_dropped_total: counter_vec(
+                "participant_channel_messages_dropped_total",
+                "Data-channel messages dropped, by reason",
+                &["reason"],
+            ),
+            metadata_dropped_total: counter_vec(
+                "participant_stream_metadata_dropped_total",
+                "Stream-metadata messages dropped, by reason",
+                &["reason"],
+            ),
+            rtp_packets_total: counter_vec("participant_rtp_packets_total", "RTP packets received, by media kind", &["kind"]),
+            rtp_bytes_total: counter_vec("participant_rtp_bytes_total", "RTP payload bytes received, by media kind", &["kind"]),
+            rtp_dropped_total: counter_vec(
+                "participant_rtp_packets_dropped_total",
+                "Received RTP packets dropped because the track's consumer was too slow, by media kind",
+                &["kind"],
+            ),
+            plis_sent_total: counter("participant_plis_sent_total", "Picture loss indications sent"),
+            streams_active,
+            mdns_candidates_dropped_total: counter(
+                "participant_mdns_candidates_dropped_total",
+                "Remote .local (mDNS) ICE candidates dropped",
+            ),
+            joins_total: counter_vec("participant_joins_total", "Signaling joins of the participant, by result", &["result"]),
+        };
+        for kind in ["audio", "video"] {
+            m.rtp_packets_total.with_label_values(&[kind]);
+            m.rtp_bytes_total.with_label_values(&[kind]);
+            m.rtp_dropped_total.with_label_values(&[kind]);
+        }
+        for r in crate::participant::channels::DropReason::ALL {
+            m.channel_dropped_total.with_label_values(&[r.as_str()]);
+        }
+        m
     }
 }
 

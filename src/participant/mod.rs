@@ -7,5 +7,9 @@
 //! - [`room`]: one participant in one room: the link plus a session per peer.
 
 pub mod channels;
+pub mod events;
+pub mod link;
 pub mod negotiation;
+pub mod room;
+pub mod session;
 pub mod streams;

@@ -12,6 +12,11 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// How long we listen to conclude that something was NOT delivered.
 pub const QUIET: Duration = Duration::from_millis(300);
 
+pub async fn start_gateway() -> Gateway {
+    init_tracing();
+    start_with(|_| {}).await
+}
+
 pub async fn start() -> Gateway {
     start_with(|_| {}).await
 }
@@ -86,4 +91,12 @@ pub async fn http_get(url: &str) -> (u16, String) {
 
 async fn reqwest_text(url: &str) -> String {
     http_get(url).await.1
+}
+
+/// Log to the test output, filtered by RUST_LOG (default: warnings).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
 }

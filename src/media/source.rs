@@ -1,0 +1,264 @@
+//! Media to publish: a GStreamer pipeline that encodes test sources (or
+//! decodes and re-encodes a file) and packetizes them as RTP, one appsink per
+//! track. Every packet goes to a broadcast channel that each peer session
+//! reads (rewriting SSRC and payload type for its own connection); keyframe
+//! requests from any receiver force a keyframe at the video encoder.
+
+use std::str::FromStr;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use rtc::shared::marshal::Unmarshal;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::participant::events::{LocalStream, LocalTrack, MediaKind, RtpPacket};
+use crate::participant::streams::stream_placeholder;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    Vp8,
+    H264,
+}
+
+impl FromStr for VideoCodec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "vp8" => Ok(VideoCodec::Vp8),
+            "h264" => Ok(VideoCodec::H264),
+            other => Err(format!("unsupported video codec {other:?} (vp8, h264)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioCodec {
+    Opus,
+}
+
+/// Where the pictures and sound come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// `videotestsrc` / `audiotestsrc` (a moving ball and a sine tone).
+    TestPattern,
+    /// Any file GStreamer can decode (`uridecodebin`), re-encoded.
+    File(std::path::PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub input: Input,
+    pub video: Option<VideoCodec>,
+    pub audio: Option<AudioCodec>,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    /// Target video bitrate in kbit/s.
+    pub video_kbps: u32,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            input: Input::TestPattern,
+            video: Some(VideoCodec::Vp8),
+            audio: Some(AudioCodec::Opus),
+            width: 640,
+            height: 480,
+            framerate: 30,
+            video_kbps: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("GStreamer: {0}")]
+    Glib(#[from] glib::Error),
+    #[error("GStreamer: {0}")]
+    Bool(#[from] glib::BoolError),
+    #[error("cannot start the source pipeline: {0}")]
+    State(#[from] gst::StateChangeError),
+    #[error("nothing to publish: both video and audio are off")]
+    Empty,
+}
+
+/// A running source; dropping it stops the pipeline.
+pub struct MediaSource {
+    pipeline: gst::Pipeline,
+    tracks: Vec<LocalTrack>,
+}
+
+const VIDEO_PT: u8 = 96;
+const AUDIO_PT: u8 = 111;
+
+impl MediaSource {
+    pub fn start(config: &SourceConfig) -> Result<MediaSource, SourceError> {
+        if config.video.is_none() && config.audio.is_none() {
+            return Err(SourceError::Empty);
+        }
+        crate::media::init()?;
+        let description = pipeline_description(config);
+        tracing::debug!(%description, "source pipeline");
+        let pipeline = gst::parse::launch(&description)?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| glib::bool_error!("source description is not a pipeline"))?;
+        let mut tracks = Vec::new();
+        if let Some(codec) = config.video {
+            let (mime, fmtp) = match codec {
+                VideoCodec::Vp8 => ("video/VP8", String::new()),
+                VideoCodec::H264 => (
+                    "video/H264",
+                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_string(),
+                ),
+            };
+            tracks.push(attach(&pipeline, "video", MediaKind::Video, mime, 90_000, 0, fmtp)?);
+        }
+        if config.audio.is_some() {
+            tracks.push(attach(&pipeline, "audio", MediaKind::Audio, "audio/opus", 48_000, 2, "minptime=10;useinbandfec=1".into())?);
+        }
+        pipeline.set_state(gst::State::Playing)?;
+        Ok(MediaSource { pipeline, tracks })
+    }
+
+    pub fn tracks(&self) -> &[LocalTrack] {
+        &self.tracks
+    }
+
+    /// A stream to publish under `event`; `metadata` (if any) travels like
+    /// `socket.emit(event, {cam: stream, metadata})`, else like `socket.emit(event, stream)`.
+    pub fn stream(&self, stream_id: &str, event: &str, metadata: Option<serde_json::Value>) -> LocalStream {
+        let placeholder = serde_json::Value::String(stream_placeholder(stream_id));
+        let args = match metadata {
+            Some(m) => vec![serde_json::json!({"cam": placeholder, "metadata": m})],
+            None => vec![placeholder],
+        };
+        LocalStream { stream_id: stream_id.into(), event: event.into(), args, tracks: self.tracks.clone() }
+    }
+}
+
+impl Drop for MediaSource {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+fn pipeline_description(c: &SourceConfig) -> String {
+    let (w, h, fps) = (c.width, c.height, c.framerate);
+    let mut parts = Vec::new();
+    let (video_in, audio_in) = match &c.input {
+        Input::TestPattern => (
+            format!("videotestsrc is-live=true pattern=ball ! video/x-raw,width={w},height={h},framerate={fps}/1"),
+            "audiotestsrc is-live=true wave=sine freq=440 volume=0.2".to_string(),
+        ),
+        Input::File(path) => {
+            let uri = glib::filename_to_uri(path, None).map(|u| u.to_string()).unwrap_or_default();
+            parts.push(format!("uridecodebin uri=\"{uri}\" name=dec"));
+            (
+                format!("dec. ! queue ! videoconvert ! videoscale ! videorate ! video/x-raw,width={w},height={h},framerate={fps}/1"),
+                "dec. ! queue ! audioconvert ! audioresample".to_string(),
+            )
+        }
+    };
+    if let Some(codec) = c.video {
+        let kbps = c.video_kbps;
+        let enc = match codec {
+            VideoCodec::Vp8 => format!(
+                "vp8enc deadline=1 cpu-used=8 target-bitrate={} keyframe-max-dist={} error-resilient=partitions ! rtpvp8pay pt={VIDEO_PT} mtu=1200 picture-id-mode=15-bit",
+                kbps * 1000,
+                fps * 2
+            ),
+            VideoCodec::H264 => format!(
+                "videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} key-int-max={} ! video/x-h264,profile=constrained-baseline ! rtph264pay pt={VIDEO_PT} mtu=1200 config-interval=-1 aggregate-mode=zero-latency",
+                fps * 2
+            ),
+        };
+        parts.push(format!("{video_in} ! queue ! {enc} ! appsink name=video sync=false max-buffers=512 drop=true"));
+    }
+    if c.audio.is_some() {
+        parts.push(format!(
+            "{audio_in} ! audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=64000 frame-size=20 ! rtpopuspay pt={AUDIO_PT} ! appsink name=audio sync=false max-buffers=512 drop=true"
+        ));
+    }
+    parts.join("  ")
+}
+
+fn attach(
+    pipeline: &gst::Pipeline,
+    name: &str,
+    kind: MediaKind,
+    mime: &str,
+    clock_rate: u32,
+    channels: u16,
+    fmtp: String,
+) -> Result<LocalTrack, SourceError> {
+    let sink = pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| glib::bool_error!("no appsink named {name}"))?;
+    let (packets, _) = broadcast::channel::<RtpPacket>(1024);
+    let tx = packets.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                let mut bytes = map.as_slice();
+                if let Ok(packet) = RtpPacket::unmarshal(&mut bytes) {
+                    // No receiver yet is fine: nobody is connected.
+                    let _ = tx.send(packet);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let (keyframe_tx, mut keyframe_rx) = mpsc::unbounded_channel::<()>();
+    if kind == MediaKind::Video {
+        let weak = sink.downgrade();
+        tokio::spawn(async move {
+            while keyframe_rx.recv().await.is_some() {
+                while keyframe_rx.try_recv().is_ok() {}
+                let Some(sink) = weak.upgrade() else { break };
+                let event = gstreamer_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
+                sink.send_event(event);
+                // At most a few forced keyframes per second.
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        });
+    }
+    Ok(LocalTrack {
+        track_id: format!("{name}-{}", short_id()),
+        kind,
+        mime_type: mime.into(),
+        clock_rate,
+        channels,
+        fmtp,
+        packets,
+        keyframe_requests: keyframe_tx,
+    })
+}
+
+/// A random-enough id for streams and tracks.
+pub fn short_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_name_the_appsinks() {
+        let d = pipeline_description(&SourceConfig::default());
+        assert!(d.contains("vp8enc") && d.contains("appsink name=video") && d.contains("appsink name=audio"));
+        let d = pipeline_description(&SourceConfig { video: Some(VideoCodec::H264), audio: None, ..Default::default() });
+        assert!(d.contains("x264enc") && !d.contains("opusenc"));
+        assert_eq!("H264".parse::<VideoCodec>(), Ok(VideoCodec::H264));
+        assert!("av2".parse::<VideoCodec>().is_err());
+    }
+}

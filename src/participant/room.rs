@@ -1,0 +1,255 @@
+//! One participant in one room: the signaling link plus a session per peer.
+//!
+//! The room task owns the peer map. It creates a polite session when the
+//! server sends `#rtcio:init-offer`, an impolite one when a peer's first
+//! offer or candidate arrives, hands each peer's envelopes to its session in
+//! order, passes `#rtcio:peer-left` hints on, and rebuilds everything after a
+//! signaling reconnect (we come back with a new socket id, so the peers do too).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::channels::{self, Channel, ChannelConfigError};
+use super::events::{LocalStream, ParticipantEvent, PeerInfo};
+use super::link::{Link, LinkConfig, LinkEvent};
+use super::negotiation::Role;
+use super::session::{LocalMedia, NetConfig, Session, SessionInput, SessionShared};
+use crate::metrics::ParticipantMetrics;
+
+/// Everything needed to put a participant into a room.
+#[derive(Debug, Clone)]
+pub struct ParticipantConfig {
+    pub link: LinkConfig,
+    /// Broadcast channels to create with every peer (their messages are heard).
+    pub channels: Vec<String>,
+    /// Local address for the peer connections' UDP sockets.
+    pub udp_bind: IpAddr,
+    pub ice_servers: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParticipantError {
+    #[error(transparent)]
+    Channels(#[from] ChannelConfigError),
+    #[error("cannot send: {0}")]
+    Send(#[from] channels::SendError),
+    #[error("the participant has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Emit { channel: Channel, text: String },
+    Binary { channel: Channel, data: Bytes },
+    MediaChanged,
+}
+
+/// A running participant. Dropping it (or [`Participant::shutdown`]) leaves the room.
+pub struct Participant {
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<ParticipantEvent>,
+    local: Arc<parking_lot::RwLock<LocalMedia>>,
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Participant {
+    pub fn start(config: ParticipantConfig, metrics: ParticipantMetrics) -> Result<Participant, ParticipantError> {
+        let specs = channels::channel_specs(&config.channels)?;
+        let cancel = CancellationToken::new();
+        let (link, link_events) = Link::start(config.link.clone(), cancel.child_token());
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let local = Arc::new(parking_lot::RwLock::new(LocalMedia::default()));
+        let shared = Arc::new(SessionShared {
+            link: Arc::new(link),
+            events: events_tx,
+            channels: specs,
+            net: NetConfig { udp_bind: config.udp_bind, ice_servers: config.ice_servers.clone() },
+            local: local.clone(),
+            metrics,
+        });
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(shared, link_events, cmd_rx, cancel.clone()));
+        Ok(Participant { commands: cmd_tx, events: events_rx, local, cancel, task: Some(task) })
+    }
+
+    /// The next thing that happened; `None` once the participant stopped.
+    pub async fn next_event(&mut self) -> Option<ParticipantEvent> {
+        self.events.recv().await
+    }
+
+    /// `socket.emit(event, ...args)` to every connected peer, over the ctrl channel.
+    pub fn emit(&self, event: &str, args: &[Value]) -> Result<(), ParticipantError> {
+        self.send_text(Channel::Ctrl, channels::encode(event, args)?)
+    }
+
+    /// `channel.emit(event, ...args)` on a broadcast channel.
+    pub fn emit_on(&self, channel: &str, event: &str, args: &[Value]) -> Result<(), ParticipantError> {
+        self.send_text(Channel::Broadcast(channel.into()), channels::encode(event, args)?)
+    }
+
+    /// Send any text on a channel, unchecked — for tools and tests that
+    /// exercise how peers cope with malformed messages.
+    pub fn send_raw_text(&self, channel: Channel, text: String) -> Result<(), ParticipantError> {
+        self.send_text(channel, text)
+    }
+
+    fn send_text(&self, channel: Channel, text: String) -> Result<(), ParticipantError> {
+        self.commands.send(Command::Emit { channel, text }).map_err(|_| ParticipantError::Stopped)
+    }
+
+    /// Send bytes on a broadcast channel.
+    pub fn send_binary(&self, channel: &str, data: Bytes) -> Result<(), ParticipantError> {
+        channels::check_binary(data.len()).map_err(|_| channels::SendError::TooLarge(data.len()))?;
+        self.commands
+            .send(Command::Binary { channel: Channel::Broadcast(channel.into()), data })
+            .map_err(|_| ParticipantError::Stopped)
+    }
+
+    /// Publish a stream to every current and future peer, like
+    /// `socket.emit(event, ...args)` with an `RTCIOStream` among the args.
+    pub fn publish(&self, stream: LocalStream) -> Result<(), ParticipantError> {
+        {
+            let mut local = self.local.write();
+            local.published.publish(&stream.stream_id, &stream.event, stream.args.clone());
+            local.streams.retain(|s| s.stream_id != stream.stream_id);
+            local.streams.push(stream);
+        }
+        self.commands.send(Command::MediaChanged).map_err(|_| ParticipantError::Stopped)
+    }
+
+    /// Stop publishing a stream (its transceivers go inactive at every peer).
+    pub fn unpublish(&self, stream_id: &str) -> Result<(), ParticipantError> {
+        {
+            let mut local = self.local.write();
+            local.published.unpublish(stream_id);
+            local.streams.retain(|s| s.stream_id != stream_id);
+        }
+        self.commands.send(Command::MediaChanged).map_err(|_| ParticipantError::Stopped)
+    }
+
+    /// Leave the room and close every peer connection.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+impl Drop for Participant {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn run(
+    shared: Arc<SessionShared>,
+    mut link_events: mpsc::UnboundedReceiver<LinkEvent>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    cancel: CancellationToken,
+) {
+    let metrics = shared.metrics.clone();
+    let mut sessions: HashMap<String, Session> = HashMap::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let emit = |e: ParticipantEvent| {
+        let _ = shared.events.send(e);
+    };
+    let peer = |names: &HashMap<String, String>, id: &str| PeerInfo {
+        id: id.to_string(),
+        name: names.get(id).cloned().unwrap_or_default(),
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(id) = done_rx.recv() => {
+                // A session ended by itself (peer gone, connection stuck).
+                sessions.remove(&id);
+            }
+            cmd = commands.recv() => match cmd {
+                None => break,
+                Some(Command::Emit { channel, text }) => {
+                    for s in sessions.values() {
+                        s.send(SessionInput::SendText { channel: channel.clone(), text: text.clone() });
+                    }
+                }
+                Some(Command::Binary { channel, data }) => {
+                    for s in sessions.values() {
+                        s.send(SessionInput::SendBinary { channel: channel.clone(), data: data.clone() });
+                    }
+                }
+                Some(Command::MediaChanged) => {
+                    for s in sessions.values() {
+                        s.send(SessionInput::LocalMediaChanged);
+                    }
+                }
+            },
+            ev = link_events.recv() => match ev {
+                None => break,
+                Some(LinkEvent::Joined { own_id, members }) => {
+                    metrics.joins_total.with_label_values(&["ok"]).inc();
+                    names = members.iter().cloned().collect();
+                    let members = members.into_iter().map(|(id, name)| PeerInfo { id, name }).collect();
+                    emit(ParticipantEvent::Joined { own_id, members });
+                }
+                Some(LinkEvent::Refused { reason }) => {
+                    metrics.joins_total.with_label_values(&["refused"]).inc();
+                    tracing::error!(%reason, "the signaling server refused the participant");
+                    emit(ParticipantEvent::Refused { reason });
+                    break;
+                }
+                Some(LinkEvent::Lost { reason }) => {
+                    for (_, s) in sessions.drain() {
+                        s.send(SessionInput::Close);
+                    }
+                    emit(ParticipantEvent::SignalingLost { reason });
+                }
+                Some(LinkEvent::UserConnected { id, name }) => {
+                    names.insert(id, name);
+                }
+                Some(LinkEvent::UserDisconnected { id }) | Some(LinkEvent::PeerLeft { id }) => {
+                    if let Some(s) = sessions.get(&id) {
+                        s.send(SessionInput::PeerLeftHint);
+                    }
+                }
+                Some(LinkEvent::InitOffer { source }) => {
+                    if let Some(old) = sessions.remove(&source) {
+                        old.send(SessionInput::Close);
+                    }
+                    let p = peer(&names, &source);
+                    sessions.insert(source, Session::spawn(p, Role::Polite, shared.clone(), done_tx.clone()));
+                }
+                Some(LinkEvent::Message { source, data }) => {
+                    if !sessions.contains_key(&source) {
+                        // Only a description or a candidate may open a connection.
+                        if data.get("description").is_none() && data.get("candidate").is_none() {
+                            tracing::debug!(peer = %source, "envelope from a peer without a connection ignored");
+                            continue;
+                        }
+                        let p = peer(&names, &source);
+                        sessions.insert(source.clone(), Session::spawn(p, Role::Impolite, shared.clone(), done_tx.clone()));
+                    }
+                    if let Some(s) = sessions.get(&source) {
+                        s.send(SessionInput::Signal(data));
+                    }
+                }
+                Some(LinkEvent::Other { event, arg }) => {
+                    tracing::debug!(%event, ?arg, "server event");
+                }
+            },
+        }
+    }
+    for (_, s) in sessions.drain() {
+        s.send(SessionInput::Close);
+    }
+    // Give the sessions a moment to close their connections and report.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    drop(done_tx);
+    while tokio::time::timeout_at(deadline, done_rx.recv()).await.ok().flatten().is_some() {}
+}

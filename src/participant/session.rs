@@ -1,0 +1,1029 @@
+//! One remote peer: the only code that touches webrtc-rs.
+//!
+//! A session is one tokio task that owns the peer connection and processes,
+//! strictly in order, everything about the peer: its signaling envelopes,
+//! peer-connection events (forwarded from the webrtc-rs handler, which runs
+//! on the driver task and must not block), data-channel events, track events,
+//! and commands from the room. Decisions come from the sans-IO
+//! [`Negotiator`], [`ReceivedStreams`] and [`channels`] logic; this module
+//! carries them out.
+//!
+//! webrtc 0.21 traps handled here (see STACK.md): we always answer with the
+//! DTLS server role; the SCTP max-message-size is raised to 256 KiB; no
+//! recvonly transceivers are pre-added; remote candidates wait for a remote
+//! description; outgoing candidates get their `sdpMid` from the local SDP;
+//! rollback is explicit; PLI from receivers reaches our local tracks through
+//! a forwarding interceptor; removed remote tracks are detected from the
+//! transceiver direction because webrtc-rs sends no track-ended event.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCOfferOptions;
+use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
+use rtc::peer_connection::transport::RTCDtlsRole;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, SettingEngineBuilder, register_default_interceptors,
+};
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
+
+use super::channels::{self, Channel, ChannelSpec};
+use super::events::*;
+use super::link::Link;
+use super::negotiation::{Action, Candidate, CloseReason, ConnState, Input, Negotiator, Operation, Role};
+use super::streams::{MetadataDrop, PublishedStreams, ReceivedStreams, StreamAction};
+use crate::metrics::ParticipantMetrics;
+
+/// Received RTP packets buffered per track before the consumer must read them.
+const TRACK_BUFFER_PACKETS: usize = 4096;
+/// Outgoing channel messages kept while a channel is not open yet (the client's pre-open budget).
+const PRE_OPEN_BUDGET: usize = 1024 * 1024;
+const TICK: Duration = Duration::from_millis(250);
+
+/// Network settings of the participant's peer connections.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Local address to bind the UDP socket to (`0.0.0.0` for every interface).
+    pub udp_bind: IpAddr,
+    /// STUN/TURN URLs.
+    pub ice_servers: Vec<String>,
+}
+
+/// What every session of one participant shares.
+pub struct SessionShared {
+    pub link: Arc<Link>,
+    pub events: mpsc::UnboundedSender<ParticipantEvent>,
+    pub channels: Vec<ChannelSpec>,
+    pub net: NetConfig,
+    pub local: Arc<parking_lot::RwLock<LocalMedia>>,
+    pub metrics: ParticipantMetrics,
+}
+
+/// The streams this participant publishes.
+#[derive(Default)]
+pub struct LocalMedia {
+    pub streams: Vec<LocalStream>,
+    pub published: PublishedStreams,
+}
+
+/// Commands from the room to a session.
+pub enum SessionInput {
+    /// `data` of a `#rtcio:message` from this peer.
+    Signal(Value),
+    PeerLeftHint,
+    /// The set of published streams changed.
+    LocalMediaChanged,
+    SendText { channel: Channel, text: String },
+    SendBinary { channel: Channel, data: Bytes },
+    Close,
+}
+
+/// The room's handle to a session.
+pub struct Session {
+    inputs: mpsc::UnboundedSender<SessionInput>,
+}
+
+impl Session {
+    /// Start a session for `peer`; `done` receives the peer id when it ends.
+    pub fn spawn(peer: PeerInfo, role: Role, shared: Arc<SessionShared>, done: mpsc::UnboundedSender<String>) -> Session {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let id = peer.id.clone();
+            match Driver::start(peer.clone(), role, shared.clone()).await {
+                Ok(driver) => driver.run(rx).await,
+                Err(e) => tracing::warn!(peer = %peer.id, error = %e, "cannot create a peer connection"),
+            }
+            let _ = done.send(id);
+        });
+        Session { inputs: tx }
+    }
+
+    pub fn send(&self, input: SessionInput) {
+        let _ = self.inputs.send(input);
+    }
+}
+
+/// Events reaching the session task from webrtc-rs callbacks and helper tasks.
+enum Internal {
+    LocalCandidate(RTCIceCandidateInit),
+    GatheringComplete,
+    Connection(RTCPeerConnectionState),
+    RemoteTrack(Arc<dyn TrackRemote>),
+    Channel { id: u16, event: DataChannelEvent },
+    TrackReady(Box<ReceivedTrack>),
+    TrackGone { stream_id: String, track_id: String },
+}
+
+struct Handler {
+    internal: mpsc::UnboundedSender<Internal>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.internal.send(Internal::LocalCandidate(init));
+        }
+    }
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.internal.send(Internal::GatheringComplete);
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.internal.send(Internal::Connection(state));
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.internal.send(Internal::RemoteTrack(track));
+    }
+}
+
+struct OpenChannel {
+    spec: ChannelSpec,
+    dc: Arc<dyn DataChannel>,
+    open: bool,
+    pending: VecDeque<Outgoing>,
+    pending_bytes: usize,
+}
+
+enum Outgoing {
+    Text(String),
+    Binary(Bytes),
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        match self {
+            Outgoing::Text(t) => t.len(),
+            Outgoing::Binary(b) => b.len(),
+        }
+    }
+}
+
+struct LocalSender {
+    stream_id: String,
+    sender: Arc<dyn RtpSender>,
+    forward: tokio::task::JoinHandle<()>,
+}
+
+struct RemoteTrackEntry {
+    stream_id: String,
+    track_id: String,
+    track: Arc<dyn TrackRemote>,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+struct Driver {
+    peer: PeerInfo,
+    shared: Arc<SessionShared>,
+    pc: Arc<dyn PeerConnection>,
+    neg: Negotiator,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    channels: HashMap<u16, OpenChannel>,
+    received: ReceivedStreams,
+    announced: HashSet<String>,
+    held_tracks: HashMap<String, Vec<ReceivedTrack>>,
+    remote_tracks: Vec<RemoteTrackEntry>,
+    local_senders: HashMap<String, LocalSender>,
+    peer_connected: bool,
+    candidates_since_end: usize,
+    state_label: &'static str,
+    negotiation_started: Option<Instant>,
+    counted: super::negotiation::Counters,
+}
+
+impl Driver {
+    async fn start(peer: PeerInfo, role: Role, shared: Arc<SessionShared>) -> Result<Driver, webrtc::error::Error> {
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let pc = build_peer_connection(&shared.net, Handler { internal: internal_tx.clone() }).await?;
+        let mut driver = Driver {
+            peer,
+            shared,
+            pc,
+            neg: Negotiator::new(role),
+            internal_tx,
+            internal_rx,
+            channels: HashMap::new(),
+            received: ReceivedStreams::new(),
+            announced: HashSet::new(),
+            held_tracks: HashMap::new(),
+            remote_tracks: Vec::new(),
+            local_senders: HashMap::new(),
+            peer_connected: false,
+            candidates_since_end: 0,
+            state_label: "new",
+            negotiation_started: None,
+            counted: Default::default(),
+        };
+        driver.shared.metrics.peers.with_label_values(&["new"]).inc();
+        driver.create_channels().await?;
+        if role == Role::Polite {
+            // The existing member replays its streams, then offers.
+            driver.sync_local_tracks().await;
+            driver.feed(Input::NegotiationNeeded).await;
+        }
+        tracing::debug!(peer = %driver.peer.id, role = role.as_str(), "peer session started");
+        Ok(driver)
+    }
+
+    async fn create_channels(&mut self) -> Result<(), webrtc::error::Error> {
+        for spec in self.shared.channels.clone() {
+            let init = RTCDataChannelInit { ordered: true, negotiated: Some(spec.id), ..Default::default() };
+            let dc = self.pc.create_data_channel(&spec.label, Some(init)).await?;
+            let (id, tx, reader) = (spec.id, self.internal_tx.clone(), dc.clone());
+            tokio::spawn(async move {
+                while let Some(event) = reader.poll().await {
+                    if tx.send(Internal::Channel { id, event }).is_err() {
+                        break;
+                    }
+                }
+            });
+            self.channels.insert(spec.id, OpenChannel { spec, dc, open: false, pending: VecDeque::new(), pending_bytes: 0 });
+        }
+        Ok(())
+    }
+
+    async fn run(mut self, mut inputs: mpsc::UnboundedReceiver<SessionInput>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reason = loop {
+            if self.neg.is_closed() {
+                break "closed".to_string();
+            }
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(SessionInput::Close) | None => break "left".to_string(),
+                    Some(input) => self.on_input(input).await,
+                },
+                Some(internal) = self.internal_rx.recv() => self.on_internal(internal).await,
+                _ = tick.tick() => {
+                    self.feed(Input::Tick).await;
+                    let actions = self.received.tick(Instant::now());
+                    self.on_stream_actions(actions);
+                }
+            }
+        };
+        self.finish(&reason).await;
+    }
+
+    async fn finish(mut self, reason: &str) {
+        for entry in self.remote_tracks.drain(..) {
+            entry.cancel.cancel();
+        }
+        for (_, s) in self.local_senders.drain() {
+            s.forward.abort();
+        }
+        let streams: Vec<String> = self.announced.drain().collect();
+        for stream_id in streams {
+            self.shared.metrics.streams_active.dec();
+            self.emit(ParticipantEvent::StreamEnded { peer: self.peer.clone(), stream_id });
+        }
+        let _ = self.pc.close().await;
+        self.shared.metrics.peers.with_label_values(&[self.state_label]).dec();
+        if self.peer_connected {
+            self.emit(ParticipantEvent::PeerDisconnected { peer: self.peer.clone(), reason: reason.to_string() });
+        }
+        tracing::debug!(peer = %self.peer.id, reason, "peer session ended");
+    }
+
+    fn emit(&self, event: ParticipantEvent) {
+        let _ = self.shared.events.send(event);
+    }
+
+    async fn on_input(&mut self, input: SessionInput) {
+        match input {
+            SessionInput::Signal(data) => self.on_signal(data).await,
+            SessionInput::PeerLeftHint => self.feed(Input::PeerLeftHint).await,
+            SessionInput::LocalMediaChanged => {
+                if self.sync_local_tracks().await {
+                    self.feed(Input::NegotiationNeeded).await;
+                }
+            }
+            SessionInput::SendText { channel, text } => self.send_on(&channel, Outgoing::Text(text)).await,
+            SessionInput::SendBinary { channel, data } => self.send_on(&channel, Outgoing::Binary(data)).await,
+            SessionInput::Close => {}
+        }
+    }
+
+    /// A `#rtcio:message` envelope's `data` from the peer.
+    async fn on_signal(&mut self, data: Value) {
+        if let Some(desc) = data.get("description") {
+            let sdp = desc.get("sdp").and_then(|s| s.as_str()).unwrap_or_default().to_string();
+            match desc.get("type").and_then(|t| t.as_str()) {
+                Some("offer") => self.feed(Input::RemoteOffer(sdp)).await,
+                Some("answer") => self.feed(Input::RemoteAnswer(sdp)).await,
+                other => tracing::debug!(peer = %self.peer.id, kind = ?other, "ignoring description"),
+            }
+        } else if let Some(c) = data.get("candidate") {
+            match serde_json::from_value::<Candidate>(c.clone()) {
+                Ok(c) => self.feed(Input::RemoteCandidate(c)).await,
+                Err(e) => tracing::debug!(peer = %self.peer.id, error = %e, "malformed candidate"),
+            }
+        } else if let Some(mid) = data.get("mid").and_then(|m| m.as_str()) {
+            match data.get("events") {
+                Some(events) => match self.received.metadata(mid, events) {
+                    Ok(actions) => self.on_stream_actions(actions),
+                    Err(reason) => {
+                        self.shared.metrics.metadata_dropped_total.with_label_values(&[reason.as_str()]).inc();
+                        tracing::debug!(peer = %self.peer.id, stream = mid, reason = reason.as_str(), "metadata dropped");
+                    }
+                },
+                None => {
+                    // A request for one of our streams: answer if we publish it, else stay silent.
+                    let answer = self.shared.local.read().published.answer(mid);
+                    match answer {
+                        Some(answer) => self.shared.link.send_envelope(&self.peer.id, answer),
+                        None => {
+                            let label = MetadataDrop::UnknownStream.as_str();
+                            self.shared.metrics.metadata_dropped_total.with_label_values(&[label]).inc();
+                        }
+                    }
+                }
+            }
+        } else {
+            tracing::debug!(peer = %self.peer.id, "unrecognised envelope");
+        }
+    }
+
+    /// Feed the negotiator and carry out its actions (and the inputs they produce) in order.
+    async fn feed(&mut self, input: Input) {
+        self.feed_inner(input).await;
+        self.sync_counters();
+    }
+
+    /// Publish the negotiator's counters as metrics (by increments).
+    fn sync_counters(&mut self) {
+        let now = self.neg.counters;
+        let before = std::mem::replace(&mut self.counted, now);
+        let m = &self.shared.metrics;
+        let role = self.neg.role().as_str();
+        m.negotiations_total.with_label_values(&[role, "ignored"]).inc_by(now.ignored_offers - before.ignored_offers);
+        m.negotiations_total.with_label_values(&[role, "stale_answer"]).inc_by(now.stale_answers - before.stale_answers);
+        m.mdns_candidates_dropped_total.inc_by(now.mdns_candidates_dropped - before.mdns_candidates_dropped);
+    }
+
+    async fn feed_inner(&mut self, input: Input) {
+        let mut queue: VecDeque<Action> = self.neg.handle(input, Instant::now()).into();
+        while let Some(action) = queue.pop_front() {
+            if let Some(next) = self.perform(action).await {
+                let more = self.neg.handle(next, Instant::now());
+                // Results are processed before anything that was queued after them.
+                for a in more.into_iter().rev() {
+                    queue.push_front(a);
+                }
+            }
+        }
+    }
+
+    async fn perform(&mut self, action: Action) -> Option<Input> {
+        let role = self.neg.role().as_str();
+        match action {
+            Action::MakeOffer { ice_restart } => {
+                self.negotiation_started = Some(Instant::now());
+                if ice_restart {
+                    self.shared.metrics.ice_restarts_total.inc();
+                    tracing::info!(peer = %self.peer.id, "restarting ICE");
+                }
+                let result = async {
+                    let offer = self.pc.create_offer(Some(RTCOfferOptions { ice_restart })).await?;
+                    self.pc.set_local_description(offer.clone()).await?;
+                    Ok::<_, webrtc::error::Error>(offer.sdp)
+                }
+                .await;
+                Some(match result {
+                    Ok(sdp) => Input::OfferApplied(sdp),
+                    Err(e) => self.failed(Operation::MakeOffer, e),
+                })
+            }
+            Action::AcceptOffer { sdp, rollback_first } => {
+                if rollback_first {
+                    self.shared.metrics.negotiations_total.with_label_values(&[role, "rolled_back"]).inc();
+                }
+                let result = async {
+                    if rollback_first {
+                        self.pc.set_local_description(RTCSessionDescription::rollback(None)?).await?;
+                    }
+                    self.pc.set_remote_description(RTCSessionDescription::offer(sdp)?).await?;
+                    let answer = self.pc.create_answer(None).await?;
+                    self.pc.set_local_description(answer.clone()).await?;
+                    Ok::<_, webrtc::error::Error>(answer.sdp)
+                }
+                .await;
+                Some(match result {
+                    Ok(sdp) => {
+                        self.shared.metrics.negotiations_total.with_label_values(&[role, "ok"]).inc();
+                        self.after_remote_description().await;
+                        Input::AnswerApplied(sdp)
+                    }
+                    Err(e) => self.failed(Operation::AcceptOffer, e),
+                })
+            }
+            Action::AcceptAnswer { sdp } => {
+                let result = async { self.pc.set_remote_description(RTCSessionDescription::answer(sdp)?).await }.await;
+                Some(match result {
+                    Ok(()) => {
+                        self.shared.metrics.negotiations_total.with_label_values(&[role, "ok"]).inc();
+                        if let Some(t) = self.negotiation_started.take() {
+                            tracing::debug!(peer = %self.peer.id, took = ?t.elapsed(), "negotiation complete");
+                        }
+                        self.after_remote_description().await;
+                        Input::RemoteAnswerApplied
+                    }
+                    Err(e) => self.failed(Operation::AcceptAnswer, e),
+                })
+            }
+            Action::SendOffer(sdp) => {
+                self.shared.link.send_envelope(&self.peer.id, json!({"description": {"type": "offer", "sdp": sdp}}));
+                None
+            }
+            Action::SendAnswer(sdp) => {
+                self.shared.link.send_envelope(&self.peer.id, json!({"description": {"type": "answer", "sdp": sdp}}));
+                // The impolite side replays its own streams only now (PROTOCOL.md §4).
+                if self.sync_local_tracks().await {
+                    return Some(Input::NegotiationNeeded);
+                }
+                None
+            }
+            Action::AddCandidate(c) => {
+                let init = RTCIceCandidateInit {
+                    candidate: c.candidate,
+                    sdp_mid: c.sdp_mid,
+                    sdp_mline_index: c.sdp_mline_index,
+                    username_fragment: c.username_fragment,
+                    url: None,
+                };
+                if let Err(e) = self.pc.add_ice_candidate(init).await {
+                    tracing::debug!(peer = %self.peer.id, error = %e, "remote candidate not added");
+                }
+                None
+            }
+            Action::Close(reason) => {
+                tracing::info!(peer = %self.peer.id, ?reason, "closing peer connection");
+                if reason == CloseReason::Stuck {
+                    let _ = self.pc.close().await;
+                }
+                None
+            }
+        }
+    }
+
+    fn failed(&self, op: Operation, e: webrtc::error::Error) -> Input {
+        let role = self.neg.role().as_str();
+        self.shared.metrics.negotiations_total.with_label_values(&[role, "failed"]).inc();
+        tracing::warn!(peer = %self.peer.id, ?op, error = %e, "negotiation step failed");
+        Input::OperationFailed(op, e.to_string())
+    }
+
+    /// After a remote description: count negotiator decisions and notice
+    /// remote tracks the peer stopped sending (webrtc-rs sends no track-ended event).
+    async fn after_remote_description(&mut self) {
+        let mut active_receivers = HashSet::new();
+        for t in self.pc.get_transceivers().await {
+            let direction = t.current_direction().await.unwrap_or(RTCRtpTransceiverDirection::Inactive);
+            if matches!(direction, RTCRtpTransceiverDirection::Recvonly | RTCRtpTransceiverDirection::Sendrecv) {
+                if let Ok(Some(receiver)) = t.receiver().await {
+                    active_receivers.insert(Arc::as_ptr(receiver.track()) as *const () as usize);
+                }
+            }
+        }
+        let (ended, kept): (Vec<_>, Vec<_>) = self
+            .remote_tracks
+            .drain(..)
+            .partition(|e| !active_receivers.contains(&(Arc::as_ptr(&e.track) as *const () as usize)));
+        self.remote_tracks = kept;
+        for entry in ended {
+            tracing::debug!(peer = %self.peer.id, stream = %entry.stream_id, track = %entry.track_id, "remote track went inactive");
+            entry.cancel.cancel();
+        }
+    }
+
+    async fn on_internal(&mut self, internal: Internal) {
+        match internal {
+            Internal::LocalCandidate(mut init) => {
+                if init.sdp_mid.as_deref().is_none_or(str::is_empty) {
+                    init.sdp_mid = self.first_local_mid().await;
+                }
+                self.candidates_since_end += 1;
+                let candidate = json!({
+                    "candidate": init.candidate,
+                    "sdpMid": init.sdp_mid,
+                    "sdpMLineIndex": init.sdp_mline_index.unwrap_or(0),
+                    "usernameFragment": init.username_fragment,
+                });
+                self.shared.link.send_envelope(&self.peer.id, json!({"candidate": candidate}));
+            }
+            Internal::GatheringComplete => {
+                // End of candidates, once per gathering round that produced any.
+                if self.candidates_since_end > 0 {
+                    self.candidates_since_end = 0;
+                    let mid = self.first_local_mid().await;
+                    self.shared.link.send_envelope(
+                        &self.peer.id,
+                        json!({"candidate": {"candidate": "", "sdpMid": mid, "sdpMLineIndex": 0}}),
+                    );
+                }
+            }
+            Internal::Connection(state) => {
+                let (label, conn) = match state {
+                    RTCPeerConnectionState::New => ("new", ConnState::New),
+                    RTCPeerConnectionState::Connecting => ("connecting", ConnState::Connecting),
+                    RTCPeerConnectionState::Connected => ("connected", ConnState::Connected),
+                    RTCPeerConnectionState::Disconnected => ("disconnected", ConnState::Disconnected),
+                    RTCPeerConnectionState::Failed => ("failed", ConnState::Failed),
+                    RTCPeerConnectionState::Closed => ("closed", ConnState::Closed),
+                    _ => return,
+                };
+                tracing::debug!(peer = %self.peer.id, state = label, "peer connection state");
+                let peers = &self.shared.metrics.peers;
+                peers.with_label_values(&[self.state_label]).dec();
+                if label != "closed" {
+                    peers.with_label_values(&[label]).inc();
+                    self.state_label = label;
+                } else {
+                    // finish() decrements the current label once more; keep the books balanced.
+                    peers.with_label_values(&["new"]).inc();
+                    self.state_label = "new";
+                }
+                self.feed(Input::ConnectionState(conn)).await;
+            }
+            Internal::RemoteTrack(track) => self.on_remote_track(track).await,
+            Internal::TrackReady(track) => self.on_track_ready(*track),
+            Internal::TrackGone { stream_id, track_id } => {
+                self.remote_tracks.retain(|e| !(e.stream_id == stream_id && e.track_id == track_id));
+                let actions = self.received.track_ended(&stream_id, &track_id);
+                self.on_stream_actions(actions);
+            }
+            Internal::Channel { id, event } => self.on_channel_event(id, event).await,
+        }
+    }
+
+    async fn first_local_mid(&self) -> Option<String> {
+        for t in self.pc.get_transceivers().await {
+            if let Ok(Some(mid)) = t.mid().await {
+                return Some(mid);
+            }
+        }
+        // Data-channel-only sessions: the application m-line is the first.
+        let sdp = self.pc.local_description().await?.sdp;
+        sdp.lines().find_map(|l| l.strip_prefix("a=mid:")).map(|m| m.trim().to_string())
+    }
+
+    async fn on_channel_event(&mut self, id: u16, event: DataChannelEvent) {
+        let Some(ch) = self.channels.get_mut(&id) else { return };
+        match event {
+            DataChannelEvent::OnOpen => {
+                ch.open = true;
+                while let Some(msg) = ch.pending.pop_front() {
+                    send_now(&ch.dc, msg).await;
+                }
+                ch.pending_bytes = 0;
+                if ch.spec.channel == Channel::Ctrl && !self.peer_connected {
+                    self.peer_connected = true;
+                    tracing::info!(peer = %self.peer.id, name = %self.peer.name, "peer connected");
+                    self.emit(ParticipantEvent::PeerConnected(self.peer.clone()));
+                }
+            }
+            DataChannelEvent::OnMessage(msg) => {
+                let channel = ch.spec.channel.clone();
+                let kind = if channel == Channel::Ctrl { "ctrl" } else { "broadcast" };
+                let m = &self.shared.metrics;
+                let at = SystemTime::now();
+                if msg.is_string {
+                    m.channel_messages_total.with_label_values(&[kind, "text"]).inc();
+                    let parsed = std::str::from_utf8(&msg.data)
+                        .map_err(|_| channels::DropReason::InvalidJson)
+                        .and_then(channels::parse_text);
+                    match parsed {
+                        Ok(em) => self.emit(ParticipantEvent::Message(ChannelMessage {
+                            peer: self.peer.clone(),
+                            channel,
+                            event: em.event,
+                            args: em.args,
+                            at,
+                        })),
+                        Err(reason) => {
+                            m.channel_dropped_total.with_label_values(&[reason.as_str()]).inc();
+                            tracing::debug!(peer = %self.peer.id, channel = channel.name(), reason = reason.as_str(), "message dropped");
+                        }
+                    }
+                } else {
+                    m.channel_messages_total.with_label_values(&[kind, "binary"]).inc();
+                    match channels::check_binary(msg.data.len()) {
+                        Ok(()) => self.emit(ParticipantEvent::Binary {
+                            peer: self.peer.clone(),
+                            channel,
+                            data: msg.data.freeze(),
+                            at,
+                        }),
+                        Err(reason) => m.channel_dropped_total.with_label_values(&[reason.as_str()]).inc(),
+                    }
+                }
+            }
+            DataChannelEvent::OnClose => ch.open = false,
+            _ => {}
+        }
+    }
+
+    async fn send_on(&mut self, channel: &Channel, msg: Outgoing) {
+        let Some(ch) = self.channels.values_mut().find(|c| &c.spec.channel == channel) else {
+            tracing::debug!(peer = %self.peer.id, channel = channel.name(), "no such channel configured");
+            return;
+        };
+        if ch.open {
+            send_now(&ch.dc, msg).await;
+        } else if ch.pending_bytes + msg.len() <= PRE_OPEN_BUDGET {
+            ch.pending_bytes += msg.len();
+            ch.pending.push_back(msg);
+        } else {
+            tracing::debug!(peer = %self.peer.id, channel = channel.name(), "pre-open budget exhausted; message dropped");
+        }
+    }
+
+    async fn on_remote_track(&mut self, track: Arc<dyn TrackRemote>) {
+        // Renegotiation re-announces known tracks: only new ones matter.
+        if self.remote_tracks.iter().any(|e| Arc::ptr_eq(&e.track, &track)) {
+            return;
+        }
+        let stream_id = track.stream_id().await;
+        let track_id = track.track_id().await;
+        let kind = match track.kind().await {
+            RtpCodecKind::Audio => MediaKind::Audio,
+            _ => MediaKind::Video,
+        };
+        let Some(&ssrc) = track.ssrcs().await.first() else { return };
+        let Some(codec) = track.codec(ssrc).await else { return };
+        let cancel = tokio_util::sync::CancellationToken::new();
+        self.remote_tracks.push(RemoteTrackEntry {
+            stream_id: stream_id.clone(),
+            track_id: track_id.clone(),
+            track: track.clone(),
+            cancel: cancel.clone(),
+        });
+        let actions = self.received.track_added(&stream_id, &track_id, Instant::now());
+        tracing::info!(peer = %self.peer.id, stream = %stream_id, track = %track_id, kind = kind.as_str(), codec = %codec.mime_type, "receiving track");
+        // The reader task learns the payload type from the first packet, then hands the track over.
+        let (packets_tx, packets_rx) = mpsc::channel(TRACK_BUFFER_PACKETS);
+        let (pli_tx, pli_rx) = mpsc::unbounded_channel();
+        let info = ReceivedTrack {
+            peer: self.peer.clone(),
+            stream_id,
+            track_id,
+            kind,
+            codec: CodecInfo {
+                mime_type: codec.mime_type.clone(),
+                clock_rate: codec.clock_rate,
+                channels: codec.channels,
+                fmtp: codec.sdp_fmtp_line.clone(),
+                payload_type: 0,
+            },
+            ssrc,
+            packets: packets_rx,
+            keyframes: KeyframeRequester { request: pli_tx },
+        };
+        tokio::spawn(read_track(
+            track,
+            Some(info),
+            packets_tx,
+            pli_rx,
+            cancel,
+            self.internal_tx.clone(),
+            self.shared.metrics.clone(),
+        ));
+        self.on_stream_actions(actions);
+    }
+
+    fn on_track_ready(&mut self, track: ReceivedTrack) {
+        if self.announced.contains(&track.stream_id) {
+            self.emit(ParticipantEvent::Track(track));
+        } else {
+            self.held_tracks.entry(track.stream_id.clone()).or_default().push(track);
+        }
+    }
+
+    fn on_stream_actions(&mut self, actions: Vec<StreamAction>) {
+        for action in actions {
+            tracing::trace!(peer = %self.peer.id, ?action, "stream action");
+            match action {
+                StreamAction::RequestMetadata(stream_id) => {
+                    self.shared.link.send_envelope(&self.peer.id, json!({"mid": stream_id}));
+                }
+                StreamAction::Announce { stream_id, events } => {
+                    if events.is_none() {
+                        tracing::info!(peer = %self.peer.id, stream = %stream_id, "no metadata for stream; recording it as unknown");
+                    }
+                    self.announced.insert(stream_id.clone());
+                    self.shared.metrics.streams_active.inc();
+                    self.emit(ParticipantEvent::StreamStarted { peer: self.peer.clone(), stream_id: stream_id.clone(), events });
+                    for track in self.held_tracks.remove(&stream_id).unwrap_or_default() {
+                        self.emit(ParticipantEvent::Track(track));
+                    }
+                }
+                StreamAction::LateMetadata { stream_id, events } => {
+                    self.emit(ParticipantEvent::StreamMetadata { peer: self.peer.clone(), stream_id, events });
+                }
+                StreamAction::Ended(stream_id) => {
+                    self.held_tracks.remove(&stream_id);
+                    if self.announced.remove(&stream_id) {
+                        self.shared.metrics.streams_active.dec();
+                        self.emit(ParticipantEvent::StreamEnded { peer: self.peer.clone(), stream_id });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Make our senders match the published streams. Returns whether anything changed.
+    async fn sync_local_tracks(&mut self) -> bool {
+        let streams = self.shared.local.read().streams.clone();
+        let mut changed = false;
+        let wanted: HashSet<String> =
+            streams.iter().flat_map(|s| s.tracks.iter().map(move |t| format!("{}/{}", s.stream_id, t.track_id))).collect();
+        let gone: Vec<String> = self.local_senders.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
+        for key in gone {
+            if let Some(s) = self.local_senders.remove(&key) {
+                s.forward.abort();
+                if let Err(e) = self.pc.remove_track(&s.sender).await {
+                    tracing::debug!(peer = %self.peer.id, error = %e, stream = %s.stream_id, "remove_track failed");
+                }
+                changed = true;
+            }
+        }
+        for stream in &streams {
+            for track in &stream.tracks {
+                let key = format!("{}/{}", stream.stream_id, track.track_id);
+                if self.local_senders.contains_key(&key) {
+                    continue;
+                }
+                match self.add_local_track(&stream.stream_id, track).await {
+                    Ok(sender) => {
+                        self.local_senders.insert(key, sender);
+                        changed = true;
+                    }
+                    Err(e) => tracing::warn!(peer = %self.peer.id, error = %e, "cannot add local track"),
+                }
+            }
+        }
+        changed
+    }
+
+    async fn add_local_track(&self, stream_id: &str, local: &LocalTrack) -> Result<LocalSender, webrtc::error::Error> {
+        let ssrc: u32 = rand_ssrc();
+        let codec = RTCRtpCodec {
+            mime_type: local.mime_type.clone(),
+            clock_rate: local.clock_rate,
+            channels: local.channels,
+            sdp_fmtp_line: local.fmtp.clone(),
+            rtcp_feedback: vec![],
+        };
+        let kind = match local.kind {
+            MediaKind::Audio => RtpCodecKind::Audio,
+            MediaKind::Video => RtpCodecKind::Video,
+        };
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            stream_id.to_string(),
+            local.track_id.clone(),
+            local.track_id.clone(),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                codec,
+                ..Default::default()
+            }],
+        )));
+        let transceiver = self
+            .pc
+            .add_transceiver_from_track(
+                track.clone() as Arc<dyn TrackLocal>,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Sendonly,
+                    streams: vec![stream_id.to_string()],
+                    send_encodings: vec![],
+                }),
+            )
+            .await?;
+        let sender = transceiver.sender().await?.ok_or_else(|| webrtc::error::Error::Other("transceiver without sender".into()))?;
+        let forward = tokio::spawn(forward_local_track(
+            track,
+            sender.clone(),
+            local.mime_type.clone(),
+            ssrc,
+            local.packets.subscribe(),
+            local.keyframe_requests.clone(),
+        ));
+        Ok(LocalSender { stream_id: stream_id.to_string(), sender, forward })
+    }
+}
+
+async fn send_now(dc: &Arc<dyn DataChannel>, msg: Outgoing) {
+    let result = match msg {
+        Outgoing::Text(t) => dc.send_text(&t).await,
+        Outgoing::Binary(b) => dc.send(BytesMut::from(&b[..])).await,
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "data channel send failed");
+    }
+}
+
+fn rand_ssrc() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    (h.finish() as u32).max(1)
+}
+
+/// Read one remote track until it ends or is cancelled: RTP to the consumer,
+/// PLIs to the sender. The track is handed to the session (and so to the
+/// consumer) with its first packet, when its payload type is known.
+async fn read_track(
+    track: Arc<dyn TrackRemote>,
+    mut pending: Option<ReceivedTrack>,
+    packets: mpsc::Sender<RtpPacket>,
+    mut pli_requests: mpsc::UnboundedReceiver<()>,
+    cancel: tokio_util::sync::CancellationToken,
+    session: mpsc::UnboundedSender<Internal>,
+    metrics: ParticipantMetrics,
+) {
+    let Some(info) = pending.as_ref() else { return };
+    let kind = info.kind.as_str();
+    let (stream_id, track_id, mut ssrc) = (info.stream_id.clone(), info.track_id.clone(), info.ssrc);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(()) = pli_requests.recv() => {
+                // Coalesce a burst of requests into one PLI.
+                while pli_requests.try_recv().is_ok() {}
+                let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
+                if track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
+                    metrics.plis_sent_total.inc();
+                }
+            }
+            ev = track.poll() => match ev {
+                Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                    metrics.rtp_packets_total.with_label_values(&[kind]).inc();
+                    metrics.rtp_bytes_total.with_label_values(&[kind]).inc_by(packet.payload.len() as u64);
+                    ssrc = packet.header.ssrc;
+                    if let Some(mut ready) = pending.take() {
+                        ready.codec.payload_type = packet.header.payload_type;
+                        ready.ssrc = ssrc;
+                        if session.send(Internal::TrackReady(Box::new(ready))).is_err() {
+                            break;
+                        }
+                    }
+                    if packets.try_send(packet).is_err() {
+                        metrics.rtp_dropped_total.with_label_values(&[kind]).inc();
+                    }
+                }
+                Some(TrackRemoteEvent::OnEnded) | None => break,
+                Some(_) => {}
+            }
+        }
+    }
+    let _ = session.send(Internal::TrackGone { stream_id, track_id });
+}
+
+/// Copy a published track's packets to one peer connection, with this
+/// connection's SSRC and negotiated payload type; pass keyframe requests back.
+async fn forward_local_track(
+    track: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+    mime_type: String,
+    ssrc: u32,
+    mut packets: tokio::sync::broadcast::Receiver<RtpPacket>,
+    keyframe_requests: mpsc::UnboundedSender<()>,
+) {
+    let rtcp_track = track.clone();
+    let rtcp = tokio::spawn(async move {
+        while let Some(TrackLocalEvent::OnRtcpPacket(pkts)) = rtcp_track.poll().await {
+            if pkts.iter().any(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()) {
+                let _ = keyframe_requests.send(());
+            }
+        }
+    });
+    let mut payload_type: Option<u8> = None;
+    loop {
+        let mut packet = match packets.recv().await {
+            Ok(p) => p,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::debug!(skipped = n, "local track forwarder lagged");
+                continue;
+            }
+            Err(_) => break,
+        };
+        if payload_type.is_none() {
+            payload_type = negotiated_payload_type(&sender, &mime_type).await;
+        }
+        let Some(pt) = payload_type else { continue };
+        packet.header.ssrc = ssrc;
+        packet.header.payload_type = pt;
+        if track.write_rtp(packet).await.is_err() {
+            // Not bound yet (before negotiation completes): try the payload type again later.
+            payload_type = None;
+        }
+    }
+    rtcp.abort();
+}
+
+async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime_type: &str) -> Option<u8> {
+    let params = sender.get_parameters().await.ok()?;
+    params.rtp_parameters.codecs.iter().find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime_type)).map(|c| c.payload_type)
+}
+
+async fn build_peer_connection(net: &NetConfig, handler: Handler) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs()?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    // Lets receivers' PLI/FIR reach our local tracks (the application).
+    let registry = registry.with(Slot::from(14_000), KeyframeRequestForwarder::default());
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_answering_dtls_role(RTCDtlsRole::Server)
+        .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(256 * 1024))
+        .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+        .build();
+    let ice_servers = if net.ice_servers.is_empty() {
+        vec![]
+    } else {
+        vec![RTCIceServer { urls: net.ice_servers.clone(), ..Default::default() }]
+    };
+    let config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_media_engine(media)
+        .with_setting_engine(settings)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(handler))
+        .with_udp_addrs(vec![SocketAddr::new(net.udp_bind, 0)])
+        .build()
+        .await?;
+    Ok(Arc::new(pc))
+}
+
+/// Marks inbound keyframe requests (PLI, FIR) for delivery to the application;
+/// all other inbound RTCP stays with the interceptors that consume it.
+#[derive(Default)]
+struct KeyframeRequestForwarder {
+    read_queue: VecDeque<TaggedPacket>,
+    write_queue: VecDeque<TaggedPacket>,
+}
+
+impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            let keep: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>())
+                .cloned()
+                .collect();
+            if keep.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = Packet::Rtcp(keep);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestForwarder {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
