@@ -13,6 +13,7 @@
 //! - [`sio_client`]: a small socket.io v4 WebSocket client (tests, benchmarks, the participant).
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod http;
 pub mod media;

@@ -35,10 +35,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             config.validate()?;
             init_logging(&config);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
-            runtime.block_on(serve(config))
+            runtime()?.block_on(serve(config))
+        }
+        Command::Join(args) => {
+            init_cli_logging(&args.room.log_level);
+            runtime()?.block_on(rtcio_gateway::commands::join(args))?;
+            Ok(())
+        }
+        Command::Publish(args) => {
+            init_cli_logging(&args.room.log_level);
+            runtime()?.block_on(rtcio_gateway::commands::publish(args))?;
+            Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")
+}
+
+fn init_cli_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

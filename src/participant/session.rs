@@ -207,6 +207,10 @@ struct Driver {
     state_label: &'static str,
     negotiation_started: Option<Instant>,
     counted: super::negotiation::Counters,
+    /// Whether the connection is up (local tracks only send then: no SRTP keys before DTLS).
+    connected: tokio::sync::watch::Sender<bool>,
+    /// Set when the session should end after the current event.
+    closing: Option<&'static str>,
 }
 
 impl Driver {
@@ -231,6 +235,8 @@ impl Driver {
             state_label: "new",
             negotiation_started: None,
             counted: Default::default(),
+            connected: tokio::sync::watch::channel(false).0,
+            closing: None,
         };
         driver.shared.metrics.peers.with_label_values(&["new"]).inc();
         driver.create_channels().await?;
@@ -266,6 +272,9 @@ impl Driver {
         let reason = loop {
             if self.neg.is_closed() {
                 break "closed".to_string();
+            }
+            if let Some(reason) = self.closing {
+                break reason.to_string();
             }
             tokio::select! {
                 input = inputs.recv() => match input {
@@ -551,6 +560,7 @@ impl Driver {
                     _ => return,
                 };
                 tracing::debug!(peer = %self.peer.id, state = label, "peer connection state");
+                self.connected.send_replace(conn == ConnState::Connected);
                 let peers = &self.shared.metrics.peers;
                 peers.with_label_values(&[self.state_label]).dec();
                 if label != "closed" {
@@ -636,7 +646,14 @@ impl Driver {
                     }
                 }
             }
-            DataChannelEvent::OnClose => ch.open = false,
+            DataChannelEvent::OnClose => {
+                ch.open = false;
+                if ch.spec.channel == Channel::Ctrl && self.peer_connected {
+                    // The peer closed its connection (tab closed, left): it is gone.
+                    tracing::debug!(peer = %self.peer.id, "ctrl channel closed by the peer");
+                    self.closing = Some("peer closed the connection");
+                }
+            }
             _ => {}
         }
     }
@@ -826,6 +843,7 @@ impl Driver {
             ssrc,
             local.packets.subscribe(),
             local.keyframe_requests.clone(),
+            self.connected.subscribe(),
         ));
         Ok(LocalSender { stream_id: stream_id.to_string(), sender, forward })
     }
@@ -907,6 +925,7 @@ async fn forward_local_track(
     ssrc: u32,
     mut packets: tokio::sync::broadcast::Receiver<RtpPacket>,
     keyframe_requests: mpsc::UnboundedSender<()>,
+    connected: tokio::sync::watch::Receiver<bool>,
 ) {
     let rtcp_track = track.clone();
     let rtcp = tokio::spawn(async move {
@@ -926,6 +945,9 @@ async fn forward_local_track(
             }
             Err(_) => break,
         };
+        if !*connected.borrow() {
+            continue;
+        }
         if payload_type.is_none() {
             payload_type = negotiated_payload_type(&sender, &mime_type).await;
         }
