@@ -3,6 +3,8 @@
 # nothing that is already there. Safe to run repeatedly.
 #   - a Rust toolchain (rustup, stable) if cargo is missing
 #   - Node.js + npm (socket.io-client test suite) if node is missing
+#   - GStreamer 1.22 (headers for the Rust bindings, and the plugins that
+#     encode, packetize, depacketize and mux media)
 #   - the npm packages of tests/node (from package-lock.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,11 @@ command -v curl >/dev/null || apt_packages+=(curl ca-certificates)
 command -v cc >/dev/null || apt_packages+=(build-essential)
 command -v node >/dev/null || apt_packages+=(nodejs)
 command -v npm >/dev/null || apt_packages+=(npm)
+for pkg in pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_packages+=("$pkg")
+done
 
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${apt_packages[*]}"

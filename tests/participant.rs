@@ -129,3 +129,268 @@ async fn publisher_and_receiver_exchange_events_and_media() {
     receiver.p.shutdown().await;
     gw.shutdown().await.unwrap();
 }
+
+/// Publish a VP8 + Opus test stream from `p` under `event`.
+fn publish(p: &Peer, stream_id: &str, event: &str) -> MediaSource {
+    let source = MediaSource::start(&SourceConfig::default()).unwrap();
+    p.p.publish(source.stream(stream_id, event, None)).unwrap();
+    source
+}
+
+/// Wait until `p` announced a stream `stream_id` and received RTP on both its tracks.
+async fn expect_stream(p: &mut Peer, stream_id: &str, event: &str) {
+    let sid = stream_id.to_string();
+    let ev = p.take(&format!("stream {stream_id}"), |e| matches!(e, ParticipantEvent::StreamStarted { stream_id, .. } if *stream_id == sid)).await;
+    let ParticipantEvent::StreamStarted { events, .. } = ev else { unreachable!() };
+    assert!(events.expect("metadata").contains_key(event));
+    for kind in [MediaKind::Video, MediaKind::Audio] {
+        let sid = stream_id.to_string();
+        let ParticipantEvent::Track(mut t) = p
+            .take(&format!("{kind:?} track of {stream_id}"), |e| {
+                matches!(e, ParticipantEvent::Track(t) if t.stream_id == sid && t.kind == kind)
+            })
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(packets(&mut t, 10).await, 10, "{kind:?} RTP of {stream_id}");
+    }
+}
+
+async fn connected_to(p: &mut Peer, name: &str) {
+    let n = name.to_string();
+    p.take(&format!("peer-connect {name}"), |e| matches!(e, ParticipantEvent::PeerConnected(p) if p.name == n)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_joining_last_is_impolite_and_still_receives() {
+    let gw = start_gateway().await;
+    let metrics = Metrics::new();
+    let mut publisher = start(&gw, "late", "alice", &metrics);
+    publisher.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let _source = publish(&publisher, "cam-alice", "camera");
+    let mut receiver = start(&gw, "late", "Recorder", &metrics);
+    connected_to(&mut receiver, "alice").await;
+    expect_stream(&mut receiver, "cam-alice", "camera").await;
+    // The receiver was the newcomer: it answered (impolite); alice offered (polite).
+    let m = &metrics.participant.negotiations_total;
+    assert!(m.with_label_values(&["impolite", "ok"]).get() >= 1);
+    assert!(m.with_label_values(&["polite", "ok"]).get() >= 1);
+    publisher.p.shutdown().await;
+    receiver.p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_form_a_mesh() {
+    let gw = start_gateway().await;
+    let metrics = Metrics::new();
+    let names = ["a", "b", "c"];
+    let mut peers = Vec::new();
+    let mut sources = Vec::new();
+    for n in names {
+        let p = start(&gw, "mesh", n, &metrics);
+        sources.push(publish(&p, &format!("cam-{n}"), "camera"));
+        peers.push(p);
+    }
+    for (i, p) in peers.iter_mut().enumerate() {
+        for (j, other) in names.iter().enumerate() {
+            if i != j {
+                connected_to(p, other).await;
+            }
+        }
+    }
+    for p in peers.iter() {
+        p.p.emit("hi", &[json!(true)]).unwrap();
+    }
+    for (i, p) in peers.iter_mut().enumerate() {
+        for (j, other) in names.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            expect_stream(p, &format!("cam-{other}"), "camera").await;
+            let o = other.to_string();
+            p.take("hi", |e| matches!(e, ParticipantEvent::Message(m) if m.peer.name == o && m.event == "hi")).await;
+        }
+    }
+    for p in peers {
+        p.p.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_renegotiation_converges() {
+    let gw = start_gateway().await;
+    let metrics = Metrics::new();
+    let mut a = start(&gw, "glare", "a", &metrics);
+    a.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let mut b = start(&gw, "glare", "b", &metrics);
+    connected_to(&mut a, "b").await;
+    connected_to(&mut b, "a").await;
+    // Both start publishing in the same instant: both offer, the offers cross.
+    let source_a = MediaSource::start(&SourceConfig::default()).unwrap();
+    let source_b = MediaSource::start(&SourceConfig::default()).unwrap();
+    a.p.publish(source_a.stream("cam-a", "camera", None)).unwrap();
+    b.p.publish(source_b.stream("cam-b", "screen", None)).unwrap();
+    expect_stream(&mut a, "cam-b", "screen").await;
+    expect_stream(&mut b, "cam-a", "camera").await;
+    let m = &metrics.participant.negotiations_total;
+    let glare = m.with_label_values(&["polite", "rolled_back"]).get() + m.with_label_values(&["impolite", "ignored"]).get();
+    eprintln!("collisions resolved during this run: {glare}");
+    a.p.shutdown().await;
+    b.p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_peer_is_cleaned_up_and_reported() {
+    let gw = start_gateway().await;
+    let metrics = Metrics::new();
+    let mut receiver = start(&gw, "leave", "Recorder", &metrics);
+    receiver.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let publisher = start(&gw, "leave", "alice", &metrics);
+    let source = publish(&publisher, "cam", "camera");
+    expect_stream(&mut receiver, "cam", "camera").await;
+    assert_eq!(metrics.participant.streams_active.get(), 1);
+    let left = std::time::Instant::now();
+    publisher.p.shutdown().await;
+    drop(source);
+    receiver.take("stream ended", |e| matches!(e, ParticipantEvent::StreamEnded { stream_id, .. } if stream_id == "cam")).await;
+    let ParticipantEvent::PeerDisconnected { peer, .. } =
+        receiver.take("peer-disconnect", |e| matches!(e, ParticipantEvent::PeerDisconnected { .. })).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(peer.name, "alice");
+    assert!(left.elapsed() < Duration::from_secs(5), "noticed after {:?}", left.elapsed());
+    assert_eq!(metrics.participant.streams_active.get(), 0);
+    receiver.p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_rejoin_after_a_signaling_server_restart() {
+    let gw = start_gateway().await;
+    let addr = gw.local_addr();
+    let metrics = Metrics::new();
+    let mut a = start(&gw, "restart", "a", &metrics);
+    a.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let mut b = start(&gw, "restart", "b", &metrics);
+    connected_to(&mut a, "b").await;
+    gw.shutdown().await.unwrap();
+    a.take("signaling lost", |e| matches!(e, ParticipantEvent::SignalingLost { .. })).await;
+    b.take("signaling lost", |e| matches!(e, ParticipantEvent::SignalingLost { .. })).await;
+    // Same address, fresh server: both come back, re-join and reconnect to each other.
+    let gw = start_with(|c| c.server.listen = addr).await;
+    a.take("re-joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    b.take("re-joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    connected_to(&mut a, "b").await;
+    connected_to(&mut b, "a").await;
+    b.p.emit("back", &[]).unwrap();
+    a.take("message after restart", |e| matches!(e, ParticipantEvent::Message(m) if m.event == "back")).await;
+    assert!(metrics.participant.joins_total.with_label_values(&["ok"]).get() >= 4);
+    a.p.shutdown().await;
+    b.p.shutdown().await;
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peer_input_is_dropped_and_counted() {
+    let gw = start_gateway().await;
+    let metrics = Metrics::new();
+    let hostile_metrics = Metrics::new();
+    let mut receiver = start(&gw, "hostile", "Recorder", &metrics);
+    let joined = receiver.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let ParticipantEvent::Joined { own_id: receiver_id, .. } = joined else { unreachable!() };
+    let mut hostile = start(&gw, "hostile", "mallory", &hostile_metrics);
+    connected_to(&mut receiver, "mallory").await;
+    connected_to(&mut hostile, "Recorder").await;
+    let sends = [
+        "not json",
+        r##"{"e":"#rtcio:message","d":[]}"##,
+        r#"{"e":"peer-connect","d":[{"id":"x"}]}"#,
+        r#"{"e":"track-added","d":[]}"#,
+        r#"{"e":"chat","d":"not an array"}"#,
+        r#"{"d":[]}"#,
+        r#"[1,2,3]"#,
+    ];
+    for text in sends {
+        hostile.p.send_raw_text(Channel::Ctrl, text.to_string()).unwrap();
+    }
+    hostile.p.send_raw_text(Channel::Broadcast("chat".into()), "{bad".into()).unwrap();
+    // Metadata for a stream that does not exist, and a request for one we do not publish.
+    hostile.p.send_raw_envelope(&receiver_id, json!({"mid": "ghost", "events": {"camera": []}})).unwrap();
+    hostile.p.send_raw_envelope(&receiver_id, json!({"mid": "ghost"})).unwrap();
+    // A large but legal message still arrives, after all the garbage.
+    let big = "x".repeat(200 * 1024);
+    hostile.p.emit("big", &[json!(big)]).unwrap();
+    let ParticipantEvent::Message(m) = receiver.take("big message", |e| matches!(e, ParticipantEvent::Message(m) if m.event == "big")).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(m.args[0].as_str().map(str::len), Some(200 * 1024));
+    assert!(
+        !receiver.backlog.iter().any(|e| matches!(e, ParticipantEvent::Message(_))),
+        "no hostile message got through: {:?}",
+        receiver.backlog
+    );
+    let dropped = |r: &str| metrics.participant.channel_dropped_total.with_label_values(&[r]).get();
+    assert_eq!(dropped("invalid_json"), 2);
+    assert_eq!(dropped("reserved_event"), 3);
+    assert_eq!(dropped("non_array_args"), 1);
+    assert_eq!(dropped("malformed"), 2);
+    // Signaling arrives independently of the data channel: wait for it.
+    let meta = |r: &str| metrics.participant.metadata_dropped_total.with_label_values(&[r]).get();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while meta("unknown_stream") < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(meta("unknown_stream"), 2);
+    // And the receiver is still fine.
+    hostile.p.emit("still-there", &[]).unwrap();
+    receiver.take("after hostility", |e| matches!(e, ParticipantEvent::Message(m) if m.event == "still-there")).await;
+    hostile.p.shutdown().await;
+    receiver.p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_through_a_plain_node_socket_io_server() {
+    init_tracing();
+    let dir = ensure_node_modules();
+    /// Kills the server even when the test fails.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = KillOnDrop(
+        std::process::Command::new("node")
+            .args(["reference-server.mjs", "0"])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node runs"),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().unwrap()), &mut line).unwrap();
+    let port: u16 = line.trim().strip_prefix("listening ").unwrap().parse().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let cfg = |name: &str| ParticipantConfig {
+        link: LinkConfig { server: url.clone(), room: "node".into(), name: name.into(), password: None, token: None },
+        channels: vec!["chat".into()],
+        udp_bind: "127.0.0.1".parse().unwrap(),
+        ice_servers: vec![],
+    };
+    let metrics = Metrics::new();
+    let mut receiver = Peer::new(Participant::start(cfg("Recorder"), metrics.participant.clone()).unwrap());
+    receiver.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let publisher = Peer::new(Participant::start(cfg("alice"), metrics.participant.clone()).unwrap());
+    let _source = publish(&publisher, "cam-node", "camera");
+    connected_to(&mut receiver, "alice").await;
+    expect_stream(&mut receiver, "cam-node", "camera").await;
+    publisher.p.emit_on("chat", "msg", &[json!("via node")]).unwrap();
+    receiver.take("chat", |e| matches!(e, ParticipantEvent::Message(m) if m.args == vec![json!("via node")])).await;
+    publisher.p.shutdown().await;
+    receiver.p.shutdown().await;
+    drop(server);
+}

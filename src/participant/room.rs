@@ -47,6 +47,7 @@ enum Command {
     Emit { channel: Channel, text: String },
     Binary { channel: Channel, data: Bytes },
     MediaChanged,
+    Envelope { target: String, data: Value },
 }
 
 /// A running participant. Dropping it (or [`Participant::shutdown`]) leaves the room.
@@ -101,6 +102,12 @@ impl Participant {
 
     fn send_text(&self, channel: Channel, text: String) -> Result<(), ParticipantError> {
         self.commands.send(Command::Emit { channel, text }).map_err(|_| ParticipantError::Stopped)
+    }
+
+    /// Send a raw `#rtcio:message` envelope `data` to one peer, unchecked —
+    /// for tools and tests that exercise how peers cope with odd signaling.
+    pub fn send_raw_envelope(&self, peer_id: &str, data: Value) -> Result<(), ParticipantError> {
+        self.commands.send(Command::Envelope { target: peer_id.into(), data }).map_err(|_| ParticipantError::Stopped)
     }
 
     /// Send bytes on a broadcast channel.
@@ -184,6 +191,7 @@ async fn run(
                         s.send(SessionInput::SendBinary { channel: channel.clone(), data: data.clone() });
                     }
                 }
+                Some(Command::Envelope { target, data }) => shared.link.send_envelope(&target, data),
                 Some(Command::MediaChanged) => {
                     for s in sessions.values() {
                         s.send(SessionInput::LocalMediaChanged);

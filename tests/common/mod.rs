@@ -100,3 +100,17 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// `npm ci` in tests/node unless already done (the Node suites need it).
+pub fn ensure_node_modules() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    if !dir.join("node_modules/socket.io/package.json").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is installed (scripts/install-deps.sh)");
+        assert!(status.success(), "npm ci failed");
+    }
+    dir
+}
