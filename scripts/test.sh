@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo test --locked --all-targets "$@"
+cargo test --locked "$@"
+# The benchmarks are programs run by hand (bench/run-*.sh); make sure they still compile.
+cargo check --locked --benches
