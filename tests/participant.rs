@@ -124,6 +124,15 @@ async fn publisher_and_receiver_exchange_events_and_media() {
         assert!(t.codec.mime_type.eq_ignore_ascii_case(want), "{:?}", t.codec);
         assert!(t.codec.payload_type > 0);
         assert_eq!(packets(&mut t, 20).await, 20, "{kind:?} RTP flows");
+        if kind == MediaKind::Video {
+            // A keyframe request reaches the publisher as RTCP PLI.
+            t.keyframes.request();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while metrics.participant.plis_sent_total.get() == 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(metrics.participant.plis_sent_total.get(), 1);
+        }
     }
     publisher.p.shutdown().await;
     receiver.p.shutdown().await;
@@ -153,7 +162,10 @@ async fn expect_stream(p: &mut Peer, stream_id: &str, event: &str) {
         else {
             unreachable!()
         };
+        assert!(t.codec.payload_type > 0 && t.codec.clock_rate > 0 && t.ssrc != 0, "{t:?}");
         assert_eq!(packets(&mut t, 10).await, 10, "{kind:?} RTP of {stream_id}");
+        // Keep the rest of the track flowing into the void.
+        tokio::spawn(async move { while t.packets.recv().await.is_some() {} });
     }
 }
 
@@ -168,7 +180,9 @@ async fn receiver_joining_last_is_impolite_and_still_receives() {
     let metrics = Metrics::new();
     let mut publisher = start(&gw, "late", "alice", &metrics);
     publisher.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
-    let _source = publish(&publisher, "cam-alice", "camera");
+    // H.264 this time; the stream was published before the receiver existed (replay to a late joiner).
+    let source = MediaSource::start(&SourceConfig { video: Some(VideoCodec::H264), ..Default::default() }).unwrap();
+    publisher.p.publish(source.stream("cam-alice", "camera", None)).unwrap();
     let mut receiver = start(&gw, "late", "Recorder", &metrics);
     connected_to(&mut receiver, "alice").await;
     expect_stream(&mut receiver, "cam-alice", "camera").await;
@@ -393,4 +407,31 @@ async fn works_through_a_plain_node_socket_io_server() {
     publisher.p.shutdown().await;
     receiver.p.shutdown().await;
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_arrives_as_h264_and_unpublishing_ends_the_stream() {
+    let gw = start_gateway().await;
+    let metrics = Metrics::new();
+    let mut receiver = start(&gw, "unpub", "Recorder", &metrics);
+    receiver.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let publisher = start(&gw, "unpub", "alice", &metrics);
+    let source = MediaSource::start(&SourceConfig { video: Some(VideoCodec::H264), audio: None, ..Default::default() }).unwrap();
+    publisher.p.publish(source.stream("screen-1", "screen", None)).unwrap();
+    receiver.take("stream", |e| matches!(e, ParticipantEvent::StreamStarted { stream_id, .. } if stream_id == "screen-1")).await;
+    let ParticipantEvent::Track(mut t) = receiver.take("track", |e| matches!(e, ParticipantEvent::Track(_))).await else {
+        unreachable!()
+    };
+    assert!(t.codec.mime_type.eq_ignore_ascii_case("video/H264"), "{:?}", t.codec);
+    assert_eq!(packets(&mut t, 10).await, 10);
+    publisher.p.unpublish("screen-1").unwrap();
+    // The transceiver goes inactive: the track's packets end and the stream ends, the peer stays.
+    receiver.take("stream ended", |e| matches!(e, ParticipantEvent::StreamEnded { stream_id, .. } if stream_id == "screen-1")).await;
+    let deadline = tokio::time::Instant::now() + LONG;
+    while tokio::time::timeout_at(deadline, t.packets.recv()).await.expect("track ends").is_some() {}
+    assert!(!receiver.backlog.iter().any(|e| matches!(e, ParticipantEvent::PeerDisconnected { .. })));
+    publisher.p.emit("still-connected", &[]).unwrap();
+    receiver.take("message", |e| matches!(e, ParticipantEvent::Message(m) if m.event == "still-connected")).await;
+    publisher.p.shutdown().await;
+    receiver.p.shutdown().await;
 }
