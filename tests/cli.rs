@@ -78,3 +78,47 @@ fn config_prints_the_layered_result() {
     assert_eq!(code, 0);
     assert!(out.contains("max_members_per_room = 4"));
 }
+
+/// `serve`, then `join` and `publish` against it, as a user would type them.
+#[test]
+fn join_hears_what_publish_sends() {
+    use std::io::{BufRead, BufReader};
+    let mut server = gateway()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RTCIO_GATEWAY_LOG__FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server log").unwrap();
+        if let Some(rest) = line.split("\"local_addr\":\"").nth(1) {
+            break rest.split('"').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let url = format!("http://{addr}");
+    let join = gateway()
+        .args(["join", "--server", &url, "--room", "cli", "--udp-bind", "127.0.0.1", "--duration", "8"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let (code, out, err) = run(gateway().args([
+        "publish", "--server", &url, "--room", "cli", "--udp-bind", "127.0.0.1", "--name", "bob", "--duration", "4",
+        "--chat", "hello", "--every", "0.5", "--metadata", r#"{"title":"cli"}"#,
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("peer connected: Recorder"), "{out}");
+    let heard = join.wait_with_output().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let heard = String::from_utf8_lossy(&heard.stdout);
+    assert!(heard.contains("peer connected: bob"), "{heard}");
+    assert!(heard.contains(r#""metadata":{"title":"cli"}"#) && heard.contains("camera"), "{heard}");
+    assert!(heard.contains("video/VP8") && heard.contains("audio/opus"), "{heard}");
+    assert!(heard.contains(r#"[chat] bob: msg ["hello #1"]"#), "{heard}");
+    assert!(heard.contains("peer disconnected: bob"), "{heard}");
+    assert!(heard.contains("left the room"), "{heard}");
+}
