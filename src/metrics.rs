@@ -131,14 +131,7 @@ impl Metrics {
 
         // Pre-create every bounded label value so dashboards see zeros, not gaps.
         joins_total.with_label_values(&["ok"]);
-        for r in [
-            JoinErrorReason::InvalidRoom,
-            JoinErrorReason::InvalidName,
-            JoinErrorReason::PasswordRequired,
-            JoinErrorReason::WrongPassword,
-            JoinErrorReason::RoomFull,
-            JoinErrorReason::TooManyRooms,
-        ] {
+        for r in JoinErrorReason::ALL {
             joins_total.with_label_values(&[r.as_str()]);
         }
         for c in RefusalCode::ALL {

@@ -108,6 +108,15 @@ pub enum JoinErrorReason {
 }
 
 impl JoinErrorReason {
+    pub const ALL: [JoinErrorReason; 6] = [
+        Self::InvalidRoom,
+        Self::InvalidName,
+        Self::PasswordRequired,
+        Self::WrongPassword,
+        Self::RoomFull,
+        Self::TooManyRooms,
+    ];
+
     /// The wire string, also used as the `result` label of the joins metric.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -278,14 +287,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"reason":"password-required","roomId":"r"}"#);
         let e = JoinError { reason: JoinErrorReason::InvalidRoom, room_id: None };
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"reason":"invalid-room"}"#);
-        for r in [
-            JoinErrorReason::InvalidRoom,
-            JoinErrorReason::InvalidName,
-            JoinErrorReason::PasswordRequired,
-            JoinErrorReason::WrongPassword,
-            JoinErrorReason::RoomFull,
-            JoinErrorReason::TooManyRooms,
-        ] {
+        for r in JoinErrorReason::ALL {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
     }
