@@ -459,8 +459,12 @@ async fn phase_churn(args: &Args) {
             while !stop.load(Ordering::Relaxed) {
                 c.emit("join-room", &json!({"roomId": room, "name": "churner"})).unwrap();
                 wait_for(&mut c, "join-ok").await;
-                wait_for(&mut c, "#rtcio:message").await;
+                // The residents stop answering when the measurement ends.
+                let answered = tokio::time::timeout(Duration::from_secs(2), wait_for(&mut c, "#rtcio:message")).await;
                 c.emit("leave-room", &json!({"roomId": room})).unwrap();
+                if answered.is_err() {
+                    break;
+                }
                 cycles.fetch_add(1, Ordering::Relaxed);
             }
         }));
