@@ -621,3 +621,26 @@ async fn shutdown_disconnects_everyone_and_returns() {
     }
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_event_right_after_connecting_is_never_lost() {
+    // socketioxide answers CONNECT before running the connect handler; a client that
+    // emits at once must still find its handlers (they are registered before the answer).
+    let gw = start_with(|c| c.auth.jwt_secret = "a-test-secret-of-32-bytes-length".into()).await;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let token = encode(&Header::default(), &json!({"sub": "x"}), &EncodingKey::from_secret(b"a-test-secret-of-32-bytes-length")).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let (url, token) = (url(&gw), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = SioClient::connect(&url, Some(json!({"token": token}))).await.unwrap();
+            c.emit("join-room", &json!({"roomId": format!("first-{i}"), "name": "n"})).unwrap();
+            c.expect("join-ok", WAIT).await.is_some()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 300);
+}

@@ -5,9 +5,10 @@
 //! (tokio's LIFO slot and work stealing), which would reorder SDP and ICE
 //! candidates between peers. Implementing `MessageHandler` ourselves lets
 //! every event run synchronously, in order, on the socket's receive path —
-//! our handlers never await — and saves a task spawn per event. The connect
-//! handler is synchronous for the same reason: the event handlers are in
-//! place before the client can send anything.
+//! our handlers never await — and saves a task spawn per event. The event
+//! handlers are registered in the connect middleware, which socketioxide runs
+//! before it answers the client's CONNECT, so they are in place before the
+//! client can send anything (its connect handler runs after the answer).
 
 use std::fmt::Display;
 use std::future::Future;
@@ -39,12 +40,6 @@ impl Connector {
 
 impl ConnectHandler<LocalAdapter, Inline> for Connector {
     fn call(&self, s: Arc<Socket<LocalAdapter>>, _auth: Option<Value>) {
-        let conn = Arc::new(Connection::new(self.sig.clone(), s.id));
-        for kind in EventKind::KNOWN {
-            s.on(kind.name(), EventHandler { conn: conn.clone(), kind });
-        }
-        s.on_fallback(EventHandler { conn: conn.clone(), kind: EventKind::Unknown });
-        s.on_disconnect(DepartureHandler { conn });
         self.sig.metrics.connected_sockets.inc();
         self.sig.metrics.connections_total.inc();
         tracing::debug!(sid = %s.id, transport = ?s.transport_type(), "socket connected");
@@ -56,16 +51,28 @@ impl ConnectHandler<LocalAdapter, Inline> for Connector {
         auth: &'a Option<Value>,
     ) -> Pin<Box<dyn Future<Output = Result<(), Box<dyn Display + Send>>> + Send + 'a>> {
         Box::pin(async move {
-            let Some(jwt) = &self.sig.jwt else { return Ok(()) };
-            let auth_json = match auth {
-                Some(Value::Str(text, _)) => serde_json::from_str(text.as_str()).unwrap_or(serde_json::Value::Null),
-                _ => serde_json::Value::Null,
-            };
-            jwt.verify(&auth_json).map_err(|e| {
-                self.sig.metrics.connections_refused_total.with_label_values(&["unauthorized"]).inc();
-                tracing::info!(sid = %s.id, error = %e, "handshake refused");
-                Box::new(e) as Box<dyn Display + Send>
-            })
+            if let Some(jwt) = &self.sig.jwt {
+                let auth_json = match auth {
+                    Some(Value::Str(text, _)) => serde_json::from_str(text.as_str()).unwrap_or(serde_json::Value::Null),
+                    _ => serde_json::Value::Null,
+                };
+                jwt.verify(&auth_json).map_err(|e| {
+                    self.sig.metrics.connections_refused_total.with_label_values(&["unauthorized"]).inc();
+                    tracing::info!(sid = %s.id, error = %e, "handshake refused");
+                    Box::new(e) as Box<dyn Display + Send>
+                })?;
+            }
+            // Register the handlers here, before socketioxide sends the CONNECT
+            // reply: its connect handler runs only after that reply, and the
+            // client's first event (join-room, sent as soon as it is connected)
+            // must not find a socket without handlers.
+            let conn = Arc::new(Connection::new(self.sig.clone(), s.id));
+            for kind in EventKind::KNOWN {
+                s.on(kind.name(), EventHandler { conn: conn.clone(), kind });
+            }
+            s.on_fallback(EventHandler { conn: conn.clone(), kind: EventKind::Unknown });
+            s.on_disconnect(DepartureHandler { conn });
+            Ok(())
         })
     }
 }
