@@ -126,7 +126,8 @@ async fn connect_and_join(url: &str, first: usize, count: usize, prefix: &str) -
                     break;
                 }
                 let mut c = raw_client(&url).await;
-                c.emit("join-room", &json!({"roomId": format!("{prefix}-{}", i / 4), "name": format!("s{i}")})).unwrap();
+                c.emit("join-room", &json!({"roomId": format!("{prefix}-{}", i / 4), "name": format!("s{i}")}))
+                    .unwrap();
                 wait_for(&mut c, "join-ok").await;
                 clients.lock().await.push(c);
             }
@@ -205,7 +206,8 @@ async fn relay_run(args: &Args, mix: Mix, rate: Rate) -> RelayResult {
     let mut clients = connect_and_join(&args.url, 0, args.relay_rooms * 4, &format!("relay-{mix:?}-{rate:?}")).await;
     // Ids by room, then drain presence events.
     let ids: Vec<String> = clients.iter().map(|c| c.id().to_string()).collect();
-    let index_of: Arc<HashMap<String, usize>> = Arc::new(ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect());
+    let index_of: Arc<HashMap<String, usize>> =
+        Arc::new(ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect());
     // Learn room mates from the presence events each client saw.
     let mut mates: Vec<Vec<usize>> = vec![Vec::new(); clients.len()];
     for (i, c) in clients.iter_mut().enumerate() {
@@ -239,7 +241,8 @@ async fn relay_run(args: &Args, mix: Mix, rate: Rate) -> RelayResult {
     for c in clients {
         let (tx, rx) = split(c);
         senders.push(tx);
-        let (received, reordered, latencies, index_of) = (received.clone(), reordered.clone(), latencies.clone(), index_of.clone());
+        let (received, reordered, latencies, index_of) =
+            (received.clone(), reordered.clone(), latencies.clone(), index_of.clone());
         receivers.push(tokio::spawn(async move {
             let mut rx = rx;
             let mut last_seq: HashMap<usize, u64> = HashMap::new();
@@ -295,11 +298,17 @@ async fn relay_run(args: &Args, mix: Mix, rate: Rate) -> RelayResult {
             };
             let (src, dst) = (senders[from].id.as_str(), senders[to].id.as_str());
             let data = if is_sdp {
-                format!(r#"{{"description":{{"type":"offer","sdp":{}}}}}"#, serde_json::to_string(sdp.as_str()).unwrap())
+                format!(
+                    r#"{{"description":{{"type":"offer","sdp":{}}}}}"#,
+                    serde_json::to_string(sdp.as_str()).unwrap()
+                )
             } else {
                 r#"{"candidate":{"candidate":"candidate:842163049 1 udp 1677729535 192.0.2.10 54321 typ srflx raddr 0.0.0.0 rport 0 generation 0 ufrag abcd network-cost 999","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"abcd"}}"#.to_string()
             };
-            let frame = format!(r##"2["#rtcio:message",{{"source":"{src}","target":"{dst}","data":{data},"seq":{seq},"t":{}}}]"##, now_ns());
+            let frame = format!(
+                r##"2["#rtcio:message",{{"source":"{src}","target":"{dst}","data":{data},"seq":{seq},"t":{}}}]"##,
+                now_ns()
+            );
             senders[from].client.send_engine_message(&frame).unwrap();
         }
     };
@@ -386,8 +395,14 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 }
 
 async fn phase_relay(args: &Args) {
-    println!("\n## relay: {} sockets in rooms of 4, each sending to its 3 room mates, {} s per run", args.relay_rooms * 4, args.seconds);
-    println!("| mix | rate | sent | received/s | p50 ms | p99 ms | max ms | gateway CPU s per 100k | lost | reordered |");
+    println!(
+        "\n## relay: {} sockets in rooms of 4, each sending to its 3 room mates, {} s per run",
+        args.relay_rooms * 4,
+        args.seconds
+    );
+    println!(
+        "| mix | rate | sent | received/s | p50 ms | p99 ms | max ms | gateway CPU s per 100k | lost | reordered |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for rate in [Rate::Max, Rate::Fixed(10_000)] {
         for mix in [Mix::OneSdpInEight, Mix::Sdp, Mix::Candidate] {
@@ -474,7 +489,12 @@ async fn phase_churn(args: &Args) {
     let n = cycles.load(Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = proc_stats(args.pid).cpu_secs - cpu0;
-    println!("{:.0} join/answer/leave cycles per second ({n} in {elapsed:.1} s), gateway CPU {:.2} s ({:.0} µs per cycle)", n as f64 / elapsed, cpu, cpu / n as f64 * 1e6);
+    println!(
+        "{:.0} join/answer/leave cycles per second ({n} in {elapsed:.1} s), gateway CPU {:.2} s ({:.0} µs per cycle)",
+        n as f64 / elapsed,
+        cpu,
+        cpu / n as f64 * 1e6
+    );
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }

@@ -67,7 +67,8 @@ pub async fn join(args: JoinArgs) -> Result<(), CommandError> {
 
 /// `rtcio-gateway publish`: publish a stream (and chat) until Ctrl-C, SIGTERM or `--duration`.
 pub async fn publish(args: PublishArgs) -> Result<(), CommandError> {
-    let metadata = args.metadata.as_deref().map(serde_json::from_str::<Value>).transpose().map_err(CommandError::Metadata)?;
+    let metadata =
+        args.metadata.as_deref().map(serde_json::from_str::<Value>).transpose().map_err(CommandError::Metadata)?;
     let video = match args.video.as_str() {
         "none" => None,
         v => Some(v.parse().map_err(CommandError::Usage)?),
@@ -143,12 +144,17 @@ fn print_event(ev: ParticipantEvent) {
     let line = match ev {
         ParticipantEvent::Joined { own_id, members } => {
             let names: Vec<_> = members.iter().map(|m| format!("{} ({})", m.name, m.id)).collect();
-            format!("joined as {own_id}; already here: {}", if names.is_empty() { "nobody".into() } else { names.join(", ") })
+            format!(
+                "joined as {own_id}; already here: {}",
+                if names.is_empty() { "nobody".into() } else { names.join(", ") }
+            )
         }
         ParticipantEvent::Refused { reason } => format!("refused: {reason}"),
         ParticipantEvent::SignalingLost { reason } => format!("signaling lost ({reason}); reconnecting"),
         ParticipantEvent::PeerConnected(p) => format!("peer connected: {} ({})", p.name, p.id),
-        ParticipantEvent::PeerDisconnected { peer, reason } => format!("peer disconnected: {} ({}) [{reason}]", peer.name, peer.id),
+        ParticipantEvent::PeerDisconnected { peer, reason } => {
+            format!("peer disconnected: {} ({}) [{reason}]", peer.name, peer.id)
+        }
         ParticipantEvent::Message(m) => {
             format!("[{}] {}: {} {}", m.channel.name(), m.peer.name, m.event, Value::Array(m.args))
         }
@@ -156,11 +162,17 @@ fn print_event(ev: ParticipantEvent) {
             format!("[{}] {}: {} bytes of binary data", channel.name(), peer.name, data.len())
         }
         ParticipantEvent::StreamStarted { peer, stream_id, events } => match events {
-            Some(events) => format!("stream {stream_id} from {}: {}", peer.name, serde_json::to_string(&events).unwrap_or_default()),
+            Some(events) => {
+                format!("stream {stream_id} from {}: {}", peer.name, serde_json::to_string(&events).unwrap_or_default())
+            }
             None => format!("stream {stream_id} from {}: no metadata", peer.name),
         },
         ParticipantEvent::StreamMetadata { peer, stream_id, events } => {
-            format!("stream {stream_id} from {}: late metadata {}", peer.name, serde_json::to_string(&events).unwrap_or_default())
+            format!(
+                "stream {stream_id} from {}: late metadata {}",
+                peer.name,
+                serde_json::to_string(&events).unwrap_or_default()
+            )
         }
         ParticipantEvent::Track(track) => {
             let line = format!(

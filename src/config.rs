@@ -103,11 +103,7 @@ impl Default for Config {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
-            cors_origins: vec!["*".into()],
-            shutdown_grace_secs: 10,
-        }
+        Self { listen: SocketAddr::from(([0, 0, 0, 0], 3000)), cors_origins: vec!["*".into()], shutdown_grace_secs: 10 }
     }
 }
 
@@ -160,20 +156,20 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 impl Config {
     /// Defaults, overlaid with the TOML file (if any) and the `RTCIO_GATEWAY_*`
     /// variables in `env`. Flags are applied by the caller, then [`Config::validate`].
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let path = file.map(|p| p.display().to_string()).unwrap_or_else(|| "<defaults>".into());
         let mut table = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?
+                let text =
+                    std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?
             }
             None => toml::Table::new(),
         };
         let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
-        let mut env: Vec<_> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != ENV_CONFIG_FILE).collect();
+        let mut env: Vec<_> =
+            env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != ENV_CONFIG_FILE).collect();
         env.sort();
         for (var, value) in env {
             apply_env(&mut table, &defaults, &var, &value)?;
@@ -203,7 +199,9 @@ impl Config {
             if !ok {
                 return Err(invalid(
                     "server.cors_origins",
-                    format!("{origin:?} is not an origin like \"https://app.example.com\" (scheme, host, optional port, no path)"),
+                    format!(
+                        "{origin:?} is not an origin like \"https://app.example.com\" (scheme, host, optional port, no path)"
+                    ),
                 ));
             }
         }
@@ -220,7 +218,9 @@ impl Config {
         if g.rate_limit_per_sec > 0.0 && g.rate_limit_burst == 0 {
             return Err(invalid("signaling.rate_limit_burst", "must be ≥ 1 when rate limiting is on"));
         }
-        for (key, v) in [("signaling.max_room_id_chars", g.max_room_id_chars), ("signaling.max_name_chars", g.max_name_chars)] {
+        for (key, v) in
+            [("signaling.max_room_id_chars", g.max_room_id_chars), ("signaling.max_name_chars", g.max_name_chars)]
+        {
             if !(1..=4096).contains(&v) {
                 return Err(invalid(key, "must be between 1 and 4096"));
             }
@@ -242,7 +242,10 @@ impl Config {
             return Err(invalid("auth.jwt_issuer", "jwt_issuer/jwt_audience need auth.jwt_secret"));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(invalid("log.level", format!("{:?} is not a tracing filter such as \"info\" or \"rtcio_gateway=debug\"", self.log.level)));
+            return Err(invalid(
+                "log.level",
+                format!("{:?} is not a tracing filter such as \"info\" or \"rtcio_gateway=debug\"", self.log.level),
+            ));
         }
         Ok(())
     }
@@ -283,9 +286,7 @@ fn apply_env(table: &mut toml::Table, defaults: &toml::Table, var: &str, raw: &s
         ),
         _ => return Err(env_err(format!("{section}.{key} cannot be set from the environment"))),
     };
-    let section_table = table
-        .entry(section.clone())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let section_table = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
     match section_table {
         toml::Value::Table(t) => {
             t.insert(key, value);
@@ -357,7 +358,8 @@ mod tests {
         let f = write("[server]\nlisten = \"not an address\"\n");
         let e = Config::load(Some(f.path()), env(&[])).unwrap_err().to_string();
         assert!(e.contains("server.listen"), "{e}");
-        let e = Config::load(None, env(&[("RTCIO_GATEWAY_SIGNALING__MAX_PAYLOAD_BYTES", "lots")])).unwrap_err().to_string();
+        let e =
+            Config::load(None, env(&[("RTCIO_GATEWAY_SIGNALING__MAX_PAYLOAD_BYTES", "lots")])).unwrap_err().to_string();
         assert!(e.contains("RTCIO_GATEWAY_SIGNALING__MAX_PAYLOAD_BYTES"), "{e}");
         let f = write("[signaling]\nmax_payload_bytes = -1\n");
         let e = Config::load(Some(f.path()), env(&[])).unwrap_err().to_string();
@@ -394,7 +396,10 @@ mod tests {
         for (section, keys) in defaults {
             assert!(text.contains(&format!("[{section}]")), "example lacks [{section}]");
             for key in keys.as_table().unwrap().keys() {
-                assert!(text.contains(&format!("\n{key} =")) || text.contains(&format!("\n# {key} =")), "example lacks {section}.{key}");
+                assert!(
+                    text.contains(&format!("\n{key} =")) || text.contains(&format!("\n# {key} =")),
+                    "example lacks {section}.{key}"
+                );
             }
         }
     }

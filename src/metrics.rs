@@ -72,24 +72,31 @@ pub struct ParticipantMetrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("rtcio_gateway".into()), None).expect("registry");
-        let connected_sockets = IntGauge::new("signaling_connected_sockets", "socket.io sockets currently connected").unwrap();
+        let connected_sockets =
+            IntGauge::new("signaling_connected_sockets", "socket.io sockets currently connected").unwrap();
         let connections_total = IntCounter::new("signaling_connections_total", "socket.io sockets accepted").unwrap();
         let connections_refused_total = IntCounterVec::new(
-            Opts::new("signaling_connections_refused_total", "socket.io connections refused at the handshake, by reason"),
+            Opts::new(
+                "signaling_connections_refused_total",
+                "socket.io connections refused at the handshake, by reason",
+            ),
             &["reason"],
         )
         .unwrap();
         let rooms = IntGauge::new("signaling_rooms", "Rooms with at least one member").unwrap();
-        let room_members = IntGauge::new("signaling_room_members", "Room memberships (sum of all rooms' member counts)").unwrap();
+        let room_members =
+            IntGauge::new("signaling_room_members", "Room memberships (sum of all rooms' member counts)").unwrap();
         let joins_total = IntCounterVec::new(
             Opts::new("signaling_joins_total", "join-room requests by result (ok or the join-error reason)"),
             &["result"],
         )
         .unwrap();
         let relayed_messages_total =
-            IntCounter::new("signaling_relayed_messages_total", "#rtcio:message envelopes relayed to their target").unwrap();
+            IntCounter::new("signaling_relayed_messages_total", "#rtcio:message envelopes relayed to their target")
+                .unwrap();
         let relayed_bytes_total =
-            IntCounter::new("signaling_relayed_bytes_total", "Bytes of #rtcio:message envelopes relayed (JSON text)").unwrap();
+            IntCounter::new("signaling_relayed_bytes_total", "Bytes of #rtcio:message envelopes relayed (JSON text)")
+                .unwrap();
         let dropped_messages_total = IntCounterVec::new(
             Opts::new("signaling_dropped_messages_total", "Client events refused or not delivered, by reason"),
             &["reason"],
@@ -106,7 +113,8 @@ impl Metrics {
             &["reason"],
         )
         .unwrap();
-        let http_requests_metrics = IntCounter::new("http_metrics_scrapes_total", "Requests served on /metrics").unwrap();
+        let http_requests_metrics =
+            IntCounter::new("http_metrics_scrapes_total", "Requests served on /metrics").unwrap();
 
         for c in [
             Box::new(connected_sockets.clone()) as Box<dyn prometheus::core::Collector>,
@@ -188,12 +196,15 @@ impl ParticipantMetrics {
             registry.register(Box::new(c.clone())).expect("unique metric names");
             c
         };
-        let peers = IntGaugeVec::new(Opts::new("participant_peers", "Peer connections by connection state"), &["state"]).unwrap();
+        let peers =
+            IntGaugeVec::new(Opts::new("participant_peers", "Peer connections by connection state"), &["state"])
+                .unwrap();
         registry.register(Box::new(peers.clone())).expect("unique metric names");
         for s in ["new", "connecting", "connected", "disconnected", "failed"] {
             peers.with_label_values(&[s]);
         }
-        let streams_active = IntGauge::new("participant_streams_active", "Received media streams currently active").unwrap();
+        let streams_active =
+            IntGauge::new("participant_streams_active", "Received media streams currently active").unwrap();
         registry.register(Box::new(streams_active.clone())).expect("unique metric names");
         let m = Self {
             peers,
@@ -218,8 +229,16 @@ impl ParticipantMetrics {
                 "Stream-metadata messages dropped, by reason",
                 &["reason"],
             ),
-            rtp_packets_total: counter_vec("participant_rtp_packets_total", "RTP packets received, by media kind", &["kind"]),
-            rtp_bytes_total: counter_vec("participant_rtp_bytes_total", "RTP payload bytes received, by media kind", &["kind"]),
+            rtp_packets_total: counter_vec(
+                "participant_rtp_packets_total",
+                "RTP packets received, by media kind",
+                &["kind"],
+            ),
+            rtp_bytes_total: counter_vec(
+                "participant_rtp_bytes_total",
+                "RTP payload bytes received, by media kind",
+                &["kind"],
+            ),
             rtp_dropped_total: counter_vec(
                 "participant_rtp_packets_dropped_total",
                 "Received RTP packets dropped because the track's consumer was too slow, by media kind",
@@ -231,7 +250,11 @@ impl ParticipantMetrics {
                 "participant_mdns_candidates_dropped_total",
                 "Remote .local (mDNS) ICE candidates dropped",
             ),
-            joins_total: counter_vec("participant_joins_total", "Signaling joins of the participant, by result", &["result"]),
+            joins_total: counter_vec(
+                "participant_joins_total",
+                "Signaling joins of the participant, by result",
+                &["result"],
+            ),
         };
         for kind in ["audio", "video"] {
             m.rtp_packets_total.with_label_values(&[kind]);

@@ -64,12 +64,10 @@ fn config_prints_the_layered_result() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("g.toml");
     std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:4000\"\n[signaling]\nmax_members_per_room = 4\n").unwrap();
-    let (code, out, err) = run(
-        gateway()
-            .args(["config", "--config"])
-            .arg(&file)
-            .env("RTCIO_GATEWAY_SIGNALING__MAX_MEMBERS_PER_ROOM", "9"),
-    );
+    let (code, out, err) = run(gateway()
+        .args(["config", "--config"])
+        .arg(&file)
+        .env("RTCIO_GATEWAY_SIGNALING__MAX_MEMBERS_PER_ROOM", "9"));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("listen = \"127.0.0.1:4000\""), "{out}");
     assert!(out.contains("max_members_per_room = 9"), "{out}");
@@ -106,8 +104,23 @@ fn join_hears_what_publish_sends() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700));
     let (code, out, err) = run(gateway().args([
-        "publish", "--server", &url, "--room", "cli", "--udp-bind", "127.0.0.1", "--name", "bob", "--duration", "4",
-        "--chat", "hello", "--every", "0.5", "--metadata", r#"{"title":"cli"}"#,
+        "publish",
+        "--server",
+        &url,
+        "--room",
+        "cli",
+        "--udp-bind",
+        "127.0.0.1",
+        "--name",
+        "bob",
+        "--duration",
+        "4",
+        "--chat",
+        "hello",
+        "--every",
+        "0.5",
+        "--metadata",
+        r#"{"title":"cli"}"#,
     ]));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("peer connected: Recorder"), "{out}");

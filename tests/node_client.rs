@@ -10,7 +10,8 @@ use std::process::Command;
 #[test]
 fn node_socket_io_client_suite() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    if !dir.join("node_modules/socket.io/package.json").exists() || !dir.join("node_modules/socket.io-client").exists() {
+    if !dir.join("node_modules/socket.io/package.json").exists() || !dir.join("node_modules/socket.io-client").exists()
+    {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)

@@ -99,15 +99,17 @@ async fn publisher_and_receiver_exchange_events_and_media() {
     assert_eq!(peer.name, "alice");
     let events = events.expect("metadata resolved");
     assert_eq!(events["camera"], vec![json!({"cam": "[RTCIOStream] stream-a", "metadata": {"name": "alice"}})]);
-    let ParticipantEvent::Message(ctrl) =
-        receiver.take("ctrl message", |e| matches!(e, ParticipantEvent::Message(m) if m.channel == Channel::Ctrl)).await
+    let ParticipantEvent::Message(ctrl) = receiver
+        .take("ctrl message", |e| matches!(e, ParticipantEvent::Message(m) if m.channel == Channel::Ctrl))
+        .await
     else {
         unreachable!()
     };
     assert_eq!((ctrl.event.as_str(), ctrl.args.clone()), ("hello", vec![json!("world"), json!({"n": 1})]));
     assert_eq!(ctrl.peer.name, "alice");
-    let ParticipantEvent::Message(chat) =
-        receiver.take("chat message", |e| matches!(e, ParticipantEvent::Message(m) if m.channel != Channel::Ctrl)).await
+    let ParticipantEvent::Message(chat) = receiver
+        .take("chat message", |e| matches!(e, ParticipantEvent::Message(m) if m.channel != Channel::Ctrl))
+        .await
     else {
         unreachable!()
     };
@@ -149,15 +151,21 @@ fn publish(p: &Peer, stream_id: &str, event: &str) -> MediaSource {
 /// Wait until `p` announced a stream `stream_id` and received RTP on both its tracks.
 async fn expect_stream(p: &mut Peer, stream_id: &str, event: &str) {
     let sid = stream_id.to_string();
-    let ev = p.take(&format!("stream {stream_id}"), |e| matches!(e, ParticipantEvent::StreamStarted { stream_id, .. } if *stream_id == sid)).await;
+    let ev = p
+        .take(
+            &format!("stream {stream_id}"),
+            |e| matches!(e, ParticipantEvent::StreamStarted { stream_id, .. } if *stream_id == sid),
+        )
+        .await;
     let ParticipantEvent::StreamStarted { events, .. } = ev else { unreachable!() };
     assert!(events.expect("metadata").contains_key(event));
     for kind in [MediaKind::Video, MediaKind::Audio] {
         let sid = stream_id.to_string();
         let ParticipantEvent::Track(mut t) = p
-            .take(&format!("{kind:?} track of {stream_id}"), |e| {
-                matches!(e, ParticipantEvent::Track(t) if t.stream_id == sid && t.kind == kind)
-            })
+            .take(
+                &format!("{kind:?} track of {stream_id}"),
+                |e| matches!(e, ParticipantEvent::Track(t) if t.stream_id == sid && t.kind == kind),
+            )
             .await
         else {
             unreachable!()
@@ -248,7 +256,8 @@ async fn simultaneous_renegotiation_converges() {
     expect_stream(&mut a, "cam-b", "screen").await;
     expect_stream(&mut b, "cam-a", "camera").await;
     let m = &metrics.participant.negotiations_total;
-    let glare = m.with_label_values(&["polite", "rolled_back"]).get() + m.with_label_values(&["impolite", "ignored"]).get();
+    let glare =
+        m.with_label_values(&["polite", "rolled_back"]).get() + m.with_label_values(&["impolite", "ignored"]).get();
     eprintln!("collisions resolved during this run: {glare}");
     a.p.shutdown().await;
     b.p.shutdown().await;
@@ -267,7 +276,9 @@ async fn a_leaving_peer_is_cleaned_up_and_reported() {
     let left = std::time::Instant::now();
     publisher.p.shutdown().await;
     drop(source);
-    receiver.take("stream ended", |e| matches!(e, ParticipantEvent::StreamEnded { stream_id, .. } if stream_id == "cam")).await;
+    receiver
+        .take("stream ended", |e| matches!(e, ParticipantEvent::StreamEnded { stream_id, .. } if stream_id == "cam"))
+        .await;
     let ParticipantEvent::PeerDisconnected { peer, .. } =
         receiver.take("peer-disconnect", |e| matches!(e, ParticipantEvent::PeerDisconnected { .. })).await
     else {
@@ -335,7 +346,8 @@ async fn hostile_peer_input_is_dropped_and_counted() {
     // A large but legal message still arrives, after all the garbage.
     let big = "x".repeat(200 * 1024);
     hostile.p.emit("big", &[json!(big)]).unwrap();
-    let ParticipantEvent::Message(m) = receiver.take("big message", |e| matches!(e, ParticipantEvent::Message(m) if m.event == "big")).await
+    let ParticipantEvent::Message(m) =
+        receiver.take("big message", |e| matches!(e, ParticipantEvent::Message(m) if m.event == "big")).await
     else {
         unreachable!()
     };
@@ -416,17 +428,26 @@ async fn h264_arrives_as_h264_and_unpublishing_ends_the_stream() {
     let mut receiver = start(&gw, "unpub", "Recorder", &metrics);
     receiver.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
     let publisher = start(&gw, "unpub", "alice", &metrics);
-    let source = MediaSource::start(&SourceConfig { video: Some(VideoCodec::H264), audio: None, ..Default::default() }).unwrap();
+    let source =
+        MediaSource::start(&SourceConfig { video: Some(VideoCodec::H264), audio: None, ..Default::default() }).unwrap();
     publisher.p.publish(source.stream("screen-1", "screen", None)).unwrap();
-    receiver.take("stream", |e| matches!(e, ParticipantEvent::StreamStarted { stream_id, .. } if stream_id == "screen-1")).await;
-    let ParticipantEvent::Track(mut t) = receiver.take("track", |e| matches!(e, ParticipantEvent::Track(_))).await else {
+    receiver
+        .take("stream", |e| matches!(e, ParticipantEvent::StreamStarted { stream_id, .. } if stream_id == "screen-1"))
+        .await;
+    let ParticipantEvent::Track(mut t) = receiver.take("track", |e| matches!(e, ParticipantEvent::Track(_))).await
+    else {
         unreachable!()
     };
     assert!(t.codec.mime_type.eq_ignore_ascii_case("video/H264"), "{:?}", t.codec);
     assert_eq!(packets(&mut t, 10).await, 10);
     publisher.p.unpublish("screen-1").unwrap();
     // The transceiver goes inactive: the track's packets end and the stream ends, the peer stays.
-    receiver.take("stream ended", |e| matches!(e, ParticipantEvent::StreamEnded { stream_id, .. } if stream_id == "screen-1")).await;
+    receiver
+        .take(
+            "stream ended",
+            |e| matches!(e, ParticipantEvent::StreamEnded { stream_id, .. } if stream_id == "screen-1"),
+        )
+        .await;
     let deadline = tokio::time::Instant::now() + LONG;
     while tokio::time::timeout_at(deadline, t.packets.recv()).await.expect("track ends").is_some() {}
     assert!(!receiver.backlog.iter().any(|e| matches!(e, ParticipantEvent::PeerDisconnected { .. })));

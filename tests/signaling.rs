@@ -91,9 +91,16 @@ async fn envelopes_are_relayed_verbatim_and_in_order() {
 }
 
 /// Sends `env` from `sender`, expects `signaling-error {code}` back and nothing at `watchers`.
-async fn expect_refused(sender: &mut SioClient, event: &str, payload: &Value, code: &str, watchers: &mut [&mut SioClient]) {
+async fn expect_refused(
+    sender: &mut SioClient,
+    event: &str,
+    payload: &Value,
+    code: &str,
+    watchers: &mut [&mut SioClient],
+) {
     sender.emit(event, payload).unwrap();
-    let err = sender.expect("signaling-error", WAIT).await.unwrap_or_else(|| panic!("no signaling-error for {payload}"));
+    let err =
+        sender.expect("signaling-error", WAIT).await.unwrap_or_else(|| panic!("no signaling-error for {payload}"));
     assert_eq!(err["code"], code, "{payload}");
     assert_eq!(err["event"], event);
     assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
@@ -228,7 +235,10 @@ async fn room_passwords_follow_the_first_joiner_and_are_forgotten_when_empty() {
     b.emit("check-room", &json!({"roomId": "p", "password": "s3cret"})).unwrap();
     assert_eq!(b.expect("room-check-ok", WAIT).await.unwrap(), json!({"roomId": "p", "passwordRequired": true}));
     b.emit("check-room", &json!({"roomId": "elsewhere"})).unwrap();
-    assert_eq!(b.expect("room-check-ok", WAIT).await.unwrap(), json!({"roomId": "elsewhere", "passwordRequired": false}));
+    assert_eq!(
+        b.expect("room-check-ok", WAIT).await.unwrap(),
+        json!({"roomId": "elsewhere", "passwordRequired": false})
+    );
     b.emit("join-room", &json!({"roomId": "p", "name": "b"})).unwrap();
     assert_eq!(b.expect("join-error", WAIT).await.unwrap()["reason"], "password-required");
     b.emit("join-room", &json!({"roomId": "p", "name": "b", "password": "guess"})).unwrap();
@@ -260,7 +270,8 @@ async fn concurrent_first_joiners_cannot_both_set_the_password() {
         }
         // All join "at once", each with its own password.
         for (i, c) in clients.iter().enumerate() {
-            c.emit("join-room", &json!({"roomId": room, "name": format!("c{i}"), "password": format!("pw{i}")})).unwrap();
+            c.emit("join-room", &json!({"roomId": room, "name": format!("c{i}"), "password": format!("pw{i}")}))
+                .unwrap();
         }
         let mut ok = 0;
         let mut wrong = 0;
@@ -325,7 +336,8 @@ async fn media_state_is_cached_forwarded_and_replayed() {
     );
     drain(&mut a).await;
     // Forwarded with the sender's true id, even if it claims another one; extra fields kept.
-    a.emit("media-state", &json!({"roomId": "m", "mic": false, "cam": true, "id": "someone-else", "extra": 1})).unwrap();
+    a.emit("media-state", &json!({"roomId": "m", "mic": false, "cam": true, "id": "someone-else", "extra": 1}))
+        .unwrap();
     assert_eq!(
         b.expect("media-state", WAIT).await.unwrap(),
         json!({"roomId": "m", "mic": false, "cam": true, "id": a.id(), "extra": 1})
@@ -337,11 +349,21 @@ async fn media_state_is_cached_forwarded_and_replayed() {
     let mut c = connect(&gw).await;
     c.emit("join-room", &json!({"roomId": "m", "name": "c"})).unwrap();
     let replay: Vec<_> = drain(&mut c).await.into_iter().filter(|(n, _)| n == "media-state").collect();
-    assert_eq!(replay, vec![("media-state".to_string(), json!({"id": a.id(), "roomId": "m", "mic": false, "cam": true}))]);
+    assert_eq!(
+        replay,
+        vec![("media-state".to_string(), json!({"id": a.id(), "roomId": "m", "mic": false, "cam": true}))]
+    );
     drain(&mut b).await;
     // A room one is not in is refused.
     let mut outsider = joined(&gw, "other", "o").await;
-    expect_refused(&mut outsider, "media-state", &json!({"roomId": "m", "mic": true, "cam": true}), "not-in-room", &mut [&mut b]).await;
+    expect_refused(
+        &mut outsider,
+        "media-state",
+        &json!({"roomId": "m", "mic": true, "cam": true}),
+        "not-in-room",
+        &mut [&mut b],
+    )
+    .await;
     expect_refused(&mut outsider, "media-state", &json!({"mic": true}), "invalid-payload", &mut []).await;
 }
 
@@ -360,7 +382,14 @@ async fn chat_and_screen_share_events_reach_the_rest_of_the_room_only() {
     assert_eq!(b.expect("stopScreenShare", WAIT).await.unwrap(), json!({"roomId": "c", "streamId": "s1"}));
     assert_eq!(drain(&mut a).await, vec![]);
     assert_eq!(drain(&mut other).await, vec![]);
-    expect_refused(&mut other, "chat-message", &json!({"roomId": "c", "text": "spam"}), "not-in-room", &mut [&mut a, &mut b]).await;
+    expect_refused(
+        &mut other,
+        "chat-message",
+        &json!({"roomId": "c", "text": "spam"}),
+        "not-in-room",
+        &mut [&mut a, &mut b],
+    )
+    .await;
     expect_refused(&mut other, "chat-message", &json!({"text": "no room"}), "invalid-payload", &mut [&mut a]).await;
 }
 
@@ -428,7 +457,14 @@ async fn oversized_events_are_refused_and_huge_ones_cost_the_connection() {
     assert_eq!(b.expect("#rtcio:message", WAIT).await.unwrap(), fits);
     let over = envelope(&a, b.id(), json!({"description": {"type": "offer", "sdp": "x".repeat(5000)}}));
     expect_refused(&mut a, "#rtcio:message", &over, "payload-too-large", &mut [&mut b]).await;
-    expect_refused(&mut a, "chat-message", &json!({"roomId": "r", "t": "y".repeat(5000)}), "payload-too-large", &mut [&mut b]).await;
+    expect_refused(
+        &mut a,
+        "chat-message",
+        &json!({"roomId": "r", "t": "y".repeat(5000)}),
+        "payload-too-large",
+        &mut [&mut b],
+    )
+    .await;
     // Beyond twice the cap the transport refuses the frame and drops the sender.
     let huge = envelope(&a, b.id(), json!({"sdp": "z".repeat(20_000)}));
     a.emit("#rtcio:message", &huge).unwrap();
@@ -492,9 +528,17 @@ async fn default_limits_let_a_ten_person_room_negotiate() {
     for _round in 0..2 {
         for c in &clients {
             for target in ids.iter().filter(|t| *t != c.id()) {
-                c.emit("#rtcio:message", &envelope(c, target, json!({"description": {"type": "offer", "sdp": "a".repeat(4000)}}))).unwrap();
+                c.emit(
+                    "#rtcio:message",
+                    &envelope(c, target, json!({"description": {"type": "offer", "sdp": "a".repeat(4000)}})),
+                )
+                .unwrap();
                 for k in 0..40 {
-                    c.emit("#rtcio:message", &envelope(c, target, json!({"candidate": {"candidate": format!("candidate:{k}")}}))).unwrap();
+                    c.emit(
+                        "#rtcio:message",
+                        &envelope(c, target, json!({"candidate": {"candidate": format!("candidate:{k}")}})),
+                    )
+                    .unwrap();
                 }
                 expected += 41;
             }
@@ -565,7 +609,9 @@ async fn jwt_authentication_refuses_with_a_clear_connect_error() {
     assert!(err.to_string().contains("missing auth.token"), "{err}");
     let err = SioClient::connect(&url(&gw), Some(json!({"token": "not.a.jwt"}))).await.err().expect("refused");
     assert!(err.to_string().contains("not valid"), "{err}");
-    let forged = encode(&Header::default(), &json!({"sub": "x"}), &EncodingKey::from_secret(b"some-other-secret-entirely")).unwrap();
+    let forged =
+        encode(&Header::default(), &json!({"sub": "x"}), &EncodingKey::from_secret(b"some-other-secret-entirely"))
+            .unwrap();
     assert!(SioClient::connect(&url(&gw), Some(json!({"token": forged}))).await.is_err());
     let good = encode(&Header::default(), &json!({"sub": "x"}), &EncodingKey::from_secret(secret.as_bytes())).unwrap();
     let mut c = SioClient::connect(&url(&gw), Some(json!({"token": good}))).await.expect("valid token connects");
@@ -628,7 +674,12 @@ async fn the_first_event_right_after_connecting_is_never_lost() {
     // emits at once must still find its handlers (they are registered before the answer).
     let gw = start_with(|c| c.auth.jwt_secret = "a-test-secret-of-32-bytes-length".into()).await;
     use jsonwebtoken::{EncodingKey, Header, encode};
-    let token = encode(&Header::default(), &json!({"sub": "x"}), &EncodingKey::from_secret(b"a-test-secret-of-32-bytes-length")).unwrap();
+    let token = encode(
+        &Header::default(),
+        &json!({"sub": "x"}),
+        &EncodingKey::from_secret(b"a-test-secret-of-32-bytes-length"),
+    )
+    .unwrap();
     let mut tasks = Vec::new();
     for i in 0..300 {
         let (url, token) = (url(&gw), token.clone());

@@ -108,15 +108,22 @@ impl MediaSource {
         if let Some(codec) = config.video {
             let (mime, fmtp) = match codec {
                 VideoCodec::Vp8 => ("video/VP8", String::new()),
-                VideoCodec::H264 => (
-                    "video/H264",
-                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_string(),
-                ),
+                VideoCodec::H264 => {
+                    ("video/H264", "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".to_string())
+                }
             };
             tracks.push(attach(&pipeline, "video", MediaKind::Video, mime, 90_000, 0, fmtp)?);
         }
         if config.audio.is_some() {
-            tracks.push(attach(&pipeline, "audio", MediaKind::Audio, "audio/opus", 48_000, 2, "minptime=10;useinbandfec=1".into())?);
+            tracks.push(attach(
+                &pipeline,
+                "audio",
+                MediaKind::Audio,
+                "audio/opus",
+                48_000,
+                2,
+                "minptime=10;useinbandfec=1".into(),
+            )?);
         }
         pipeline.set_state(gst::State::Playing)?;
         Ok(MediaSource { pipeline, tracks })
@@ -156,7 +163,9 @@ fn pipeline_description(c: &SourceConfig) -> String {
             let uri = glib::filename_to_uri(path, None).map(|u| u.to_string()).unwrap_or_default();
             parts.push(format!("uridecodebin uri=\"{uri}\" name=dec"));
             (
-                format!("dec. ! queue ! videoconvert ! videoscale ! videorate ! video/x-raw,width={w},height={h},framerate={fps}/1"),
+                format!(
+                    "dec. ! queue ! videoconvert ! videoscale ! videorate ! video/x-raw,width={w},height={h},framerate={fps}/1"
+                ),
                 "dec. ! queue ! audioconvert ! audioresample".to_string(),
             )
         }
@@ -256,7 +265,8 @@ mod tests {
     fn descriptions_name_the_appsinks() {
         let d = pipeline_description(&SourceConfig::default());
         assert!(d.contains("vp8enc") && d.contains("appsink name=video") && d.contains("appsink name=audio"));
-        let d = pipeline_description(&SourceConfig { video: Some(VideoCodec::H264), audio: None, ..Default::default() });
+        let d =
+            pipeline_description(&SourceConfig { video: Some(VideoCodec::H264), audio: None, ..Default::default() });
         assert!(d.contains("x264enc") && !d.contains("opusenc"));
         assert_eq!("H264".parse::<VideoCodec>(), Ok(VideoCodec::H264));
         assert!("av2".parse::<VideoCodec>().is_err());

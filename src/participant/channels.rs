@@ -50,7 +50,9 @@ pub struct ChannelSpec {
 pub enum ChannelConfigError {
     #[error("broadcast channel names must not be empty")]
     EmptyName,
-    #[error("broadcast channels {0:?} and {1:?} hash to the same SCTP stream id {2}; the rtc.io client could not tell them apart")]
+    #[error(
+        "broadcast channels {0:?} and {1:?} hash to the same SCTP stream id {2}; the rtc.io client could not tell them apart"
+    )]
     IdCollision(String, String, u16),
 }
 
@@ -68,7 +70,11 @@ pub fn channel_specs(broadcast: &[String]) -> Result<Vec<ChannelSpec>, ChannelCo
         if let Some(other) = specs.iter().find(|s| s.id == id) {
             return Err(ChannelConfigError::IdCollision(other.channel.name().into(), name.clone(), id));
         }
-        specs.push(ChannelSpec { channel: Channel::Broadcast(name.clone()), label: format!("{BROADCAST_PREFIX}{name}"), id });
+        specs.push(ChannelSpec {
+            channel: Channel::Broadcast(name.clone()),
+            label: format!("{BROADCAST_PREFIX}{name}"),
+            id,
+        });
     }
     Ok(specs)
 }

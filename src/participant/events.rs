@@ -99,25 +99,51 @@ pub struct ChannelMessage {
 #[derive(Debug)]
 pub enum ParticipantEvent {
     /// Joined (or re-joined after a reconnect) with this socket id.
-    Joined { own_id: String, members: Vec<PeerInfo> },
+    Joined {
+        own_id: String,
+        members: Vec<PeerInfo>,
+    },
     /// The server refused us (wrong password, bad token, ...); the participant stopped.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     /// The signaling connection dropped; peers are closed, a re-join follows.
-    SignalingLost { reason: String },
+    SignalingLost {
+        reason: String,
+    },
     /// The ctrl channel to the peer opened (rtc.io's `peer-connect`).
     PeerConnected(PeerInfo),
     /// A peer that was connected is gone (rtc.io's `peer-disconnect`).
-    PeerDisconnected { peer: PeerInfo, reason: String },
+    PeerDisconnected {
+        peer: PeerInfo,
+        reason: String,
+    },
     Message(ChannelMessage),
-    Binary { peer: PeerInfo, channel: Channel, data: Bytes, at: SystemTime },
+    Binary {
+        peer: PeerInfo,
+        channel: Channel,
+        data: Bytes,
+        at: SystemTime,
+    },
     /// A received stream is ready: its event names and arguments (`None`:
     /// the peer never answered the metadata request). Its tracks follow as
     /// [`ParticipantEvent::Track`].
-    StreamStarted { peer: PeerInfo, stream_id: String, events: Option<StreamEvents> },
+    StreamStarted {
+        peer: PeerInfo,
+        stream_id: String,
+        events: Option<StreamEvents>,
+    },
     /// Metadata that arrived after the stream was announced without it.
-    StreamMetadata { peer: PeerInfo, stream_id: String, events: StreamEvents },
+    StreamMetadata {
+        peer: PeerInfo,
+        stream_id: String,
+        events: StreamEvents,
+    },
     Track(ReceivedTrack),
-    StreamEnded { peer: PeerInfo, stream_id: String },
+    StreamEnded {
+        peer: PeerInfo,
+        stream_id: String,
+    },
 }
 
 /// One track we publish: its codec and a broadcast of its RTP packets

@@ -27,19 +27,41 @@ pub struct LinkConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkEvent {
     /// Connected and joined: our socket id and the members already there.
-    Joined { own_id: String, members: Vec<(String, String)> },
+    Joined {
+        own_id: String,
+        members: Vec<(String, String)>,
+    },
     /// The server refused to let us in; the link stops.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     /// The connection dropped; the link reconnects by itself.
-    Lost { reason: String },
-    UserConnected { id: String, name: String },
-    UserDisconnected { id: String },
-    PeerLeft { id: String },
-    InitOffer { source: String },
+    Lost {
+        reason: String,
+    },
+    UserConnected {
+        id: String,
+        name: String,
+    },
+    UserDisconnected {
+        id: String,
+    },
+    PeerLeft {
+        id: String,
+    },
+    InitOffer {
+        source: String,
+    },
     /// A `#rtcio:message` addressed to us.
-    Message { source: String, data: Value },
+    Message {
+        source: String,
+        data: Value,
+    },
     /// Any other server event (media-state, chat-message, signaling-error, ...).
-    Other { event: String, arg: Value },
+    Other {
+        event: String,
+        arg: Value,
+    },
 }
 
 /// Handle to a running link.
@@ -236,8 +258,14 @@ mod tests {
             Some(LinkEvent::Message { source: "b".into(), data: json!({"mid": "x"}) })
         );
         // Not for us, or pretending to be us: ignored.
-        assert_eq!(link_event(me, "#rtcio:message".into(), vec![json!({"source": "b", "target": "c", "data": {}})]), None);
-        assert_eq!(link_event(me, "#rtcio:message".into(), vec![json!({"source": "me", "target": "me", "data": {}})]), None);
+        assert_eq!(
+            link_event(me, "#rtcio:message".into(), vec![json!({"source": "b", "target": "c", "data": {}})]),
+            None
+        );
+        assert_eq!(
+            link_event(me, "#rtcio:message".into(), vec![json!({"source": "me", "target": "me", "data": {}})]),
+            None
+        );
         assert_eq!(link_event(me, "#rtcio:peer-left".into(), vec![json!({"nope": 1})]), None);
         assert_eq!(
             link_event(me, "user-connected".into(), vec![json!({"id": "b"})]),

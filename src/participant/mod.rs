@@ -2,14 +2,18 @@
 //! server and behaves towards every peer like another rtc.io client.
 //!
 //! - [`negotiation`], [`channels`], [`streams`]: the protocol logic, sans-IO.
-//! - [`session`]: the only code that touches webrtc-rs; one task per remote peer.
+//! - [`session`]: one task per remote peer, carrying out those decisions with webrtc-rs;
+//!   [`peer_connection`] builds its connection, [`tracks`] runs its media tasks.
 //! - [`link`]: the signaling connection (join, reconnect, re-join).
 //! - [`room`]: one participant in one room: the link plus a session per peer.
+//! - [`events`]: what the participant reports and the media it publishes.
 
 pub mod channels;
 pub mod events;
 pub mod link;
 pub mod negotiation;
+pub mod peer_connection;
 pub mod room;
 pub mod session;
 pub mod streams;
+pub mod tracks;

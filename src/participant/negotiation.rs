@@ -117,12 +117,19 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// create_offer (with an ICE restart if asked) + set_local_description; report `OfferApplied`.
-    MakeOffer { ice_restart: bool },
+    MakeOffer {
+        ice_restart: bool,
+    },
     /// [rollback our pending offer] + set_remote_description(offer) + create_answer +
     /// set_local_description; report `AnswerApplied`.
-    AcceptOffer { sdp: String, rollback_first: bool },
+    AcceptOffer {
+        sdp: String,
+        rollback_first: bool,
+    },
     /// set_remote_description(answer); report `RemoteAnswerApplied`.
-    AcceptAnswer { sdp: String },
+    AcceptAnswer {
+        sdp: String,
+    },
     /// Send `{description: {type, sdp}}` to the peer.
     SendOffer(String),
     SendAnswer(String),
@@ -396,7 +403,10 @@ mod tests {
         let out = n.handle(Input::AnswerApplied("a".into()), now);
         assert_eq!(
             out,
-            vec![Action::SendAnswer("a".into()), Action::AddCandidate(cand("candidate:1 1 udp 1 10.0.0.1 5000 typ host"))]
+            vec![
+                Action::SendAnswer("a".into()),
+                Action::AddCandidate(cand("candidate:1 1 udp 1 10.0.0.1 5000 typ host"))
+            ]
         );
         // Afterwards they go straight through.
         let c = cand("candidate:2 1 udp 1 10.0.0.1 5001 typ host");
@@ -409,7 +419,8 @@ mod tests {
     fn mdns_candidates_are_dropped_and_counted() {
         let now = t0();
         let mut n = Negotiator::new(Role::Polite);
-        let c = cand("candidate:1 1 udp 2122260223 3f1c1e2a-2b8e-4b5e-9d0c-1c2d3e4f5a6b.local 54321 typ host generation 0");
+        let c =
+            cand("candidate:1 1 udp 2122260223 3f1c1e2a-2b8e-4b5e-9d0c-1c2d3e4f5a6b.local 54321 typ host generation 0");
         assert!(c.is_mdns());
         assert_eq!(n.handle(Input::RemoteCandidate(c), now), vec![]);
         assert_eq!(n.counters.mdns_candidates_dropped, 1);
@@ -442,7 +453,10 @@ mod tests {
             polite.handle(Input::AnswerApplied("pa".into()), now),
             vec![Action::SendAnswer("pa".into()), Action::MakeOffer { ice_restart: false }]
         );
-        assert_eq!(impolite.handle(Input::RemoteAnswer("pa".into()), now), vec![Action::AcceptAnswer { sdp: "pa".into() }]);
+        assert_eq!(
+            impolite.handle(Input::RemoteAnswer("pa".into()), now),
+            vec![Action::AcceptAnswer { sdp: "pa".into() }]
+        );
         assert_eq!(impolite.handle(Input::RemoteAnswerApplied, now), vec![]);
         polite.handle(Input::OfferApplied("P2".into()), now);
         assert_eq!(
@@ -450,7 +464,10 @@ mod tests {
             vec![Action::AcceptOffer { sdp: "P2".into(), rollback_first: false }]
         );
         assert_eq!(impolite.handle(Input::AnswerApplied("ia".into()), now), vec![Action::SendAnswer("ia".into())]);
-        assert_eq!(polite.handle(Input::RemoteAnswer("ia".into()), now), vec![Action::AcceptAnswer { sdp: "ia".into() }]);
+        assert_eq!(
+            polite.handle(Input::RemoteAnswer("ia".into()), now),
+            vec![Action::AcceptAnswer { sdp: "ia".into() }]
+        );
         polite.handle(Input::RemoteAnswerApplied, now);
         assert!(polite.is_stable() && impolite.is_stable());
         assert_eq!(polite.counters.rollbacks, 1);
@@ -490,7 +507,10 @@ mod tests {
         n.handle(Input::RemoteOffer("o".into()), now);
         n.handle(Input::AnswerApplied("a".into()), now);
         n.handle(Input::ConnectionState(ConnState::Connected), now);
-        assert_eq!(n.handle(Input::ConnectionState(ConnState::Failed), now), vec![Action::MakeOffer { ice_restart: true }]);
+        assert_eq!(
+            n.handle(Input::ConnectionState(ConnState::Failed), now),
+            vec![Action::MakeOffer { ice_restart: true }]
+        );
         assert_eq!(n.counters.ice_restarts, 1);
         // Still failed while restarting: no second offer in flight.
         assert_eq!(n.handle(Input::ConnectionState(ConnState::Failed), now), vec![]);

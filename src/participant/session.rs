@@ -17,29 +17,23 @@
 //! transceiver direction because webrtc-rs sends no track-ended event.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCOfferOptions;
-use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
-use rtc::peer_connection::transport::RTCDtlsRole;
-use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    RTCSessionDescription, Registry, SettingEngineBuilder, register_default_interceptors,
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
 
@@ -47,7 +41,9 @@ use super::channels::{self, Channel, ChannelSpec};
 use super::events::*;
 use super::link::Link;
 use super::negotiation::{Action, Candidate, CloseReason, ConnState, Input, Negotiator, Operation, Role};
+use super::peer_connection::build_peer_connection;
 use super::streams::{MetadataDrop, PublishedStreams, ReceivedStreams, StreamAction};
+use super::tracks::{forward_local_track, rand_ssrc, read_track};
 use crate::metrics::ParticipantMetrics;
 
 /// Received RTP packets buffered per track before the consumer must read them.
@@ -89,8 +85,14 @@ pub enum SessionInput {
     PeerLeftHint,
     /// The set of published streams changed.
     LocalMediaChanged,
-    SendText { channel: Channel, text: String },
-    SendBinary { channel: Channel, data: Bytes },
+    SendText {
+        channel: Channel,
+        text: String,
+    },
+    SendBinary {
+        channel: Channel,
+        data: Bytes,
+    },
     Close,
 }
 
@@ -101,7 +103,12 @@ pub struct Session {
 
 impl Session {
     /// Start a session for `peer`; `done` receives the peer id when it ends.
-    pub fn spawn(peer: PeerInfo, role: Role, shared: Arc<SessionShared>, done: mpsc::UnboundedSender<String>) -> Session {
+    pub fn spawn(
+        peer: PeerInfo,
+        role: Role,
+        shared: Arc<SessionShared>,
+        done: mpsc::UnboundedSender<String>,
+    ) -> Session {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let id = peer.id.clone();
@@ -120,7 +127,7 @@ impl Session {
 }
 
 /// Events reaching the session task from webrtc-rs callbacks and helper tasks.
-enum Internal {
+pub(super) enum Internal {
     LocalCandidate(RTCIceCandidateInit),
     GatheringComplete,
     Connection(RTCPeerConnectionState),
@@ -261,7 +268,8 @@ impl Driver {
                     }
                 }
             });
-            self.channels.insert(spec.id, OpenChannel { spec, dc, open: false, pending: VecDeque::new(), pending_bytes: 0 });
+            self.channels
+                .insert(spec.id, OpenChannel { spec, dc, open: false, pending: VecDeque::new(), pending_bytes: 0 });
         }
         Ok(())
     }
@@ -384,7 +392,9 @@ impl Driver {
         let m = &self.shared.metrics;
         let role = self.neg.role().as_str();
         m.negotiations_total.with_label_values(&[role, "ignored"]).inc_by(now.ignored_offers - before.ignored_offers);
-        m.negotiations_total.with_label_values(&[role, "stale_answer"]).inc_by(now.stale_answers - before.stale_answers);
+        m.negotiations_total
+            .with_label_values(&[role, "stale_answer"])
+            .inc_by(now.stale_answers - before.stale_answers);
         m.mdns_candidates_dropped_total.inc_by(now.mdns_candidates_dropped - before.mdns_candidates_dropped);
     }
 
@@ -747,7 +757,11 @@ impl Driver {
                     }
                     self.announced.insert(stream_id.clone());
                     self.shared.metrics.streams_active.inc();
-                    self.emit(ParticipantEvent::StreamStarted { peer: self.peer.clone(), stream_id: stream_id.clone(), events });
+                    self.emit(ParticipantEvent::StreamStarted {
+                        peer: self.peer.clone(),
+                        stream_id: stream_id.clone(),
+                        events,
+                    });
                     for track in self.held_tracks.remove(&stream_id).unwrap_or_default() {
                         self.emit(ParticipantEvent::Track(track));
                     }
@@ -770,8 +784,10 @@ impl Driver {
     async fn sync_local_tracks(&mut self) -> bool {
         let streams = self.shared.local.read().streams.clone();
         let mut changed = false;
-        let wanted: HashSet<String> =
-            streams.iter().flat_map(|s| s.tracks.iter().map(move |t| format!("{}/{}", s.stream_id, t.track_id))).collect();
+        let wanted: HashSet<String> = streams
+            .iter()
+            .flat_map(|s| s.tracks.iter().map(move |t| format!("{}/{}", s.stream_id, t.track_id)))
+            .collect();
         let gone: Vec<String> = self.local_senders.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
         for key in gone {
             if let Some(s) = self.local_senders.remove(&key) {
@@ -835,7 +851,10 @@ impl Driver {
                 }),
             )
             .await?;
-        let sender = transceiver.sender().await?.ok_or_else(|| webrtc::error::Error::Other("transceiver without sender".into()))?;
+        let sender = transceiver
+            .sender()
+            .await?
+            .ok_or_else(|| webrtc::error::Error::Other("transceiver without sender".into()))?;
         let forward = tokio::spawn(forward_local_track(
             track,
             sender.clone(),
@@ -857,195 +876,4 @@ async fn send_now(dc: &Arc<dyn DataChannel>, msg: Outgoing) {
     if let Err(e) = result {
         tracing::debug!(error = %e, "data channel send failed");
     }
-}
-
-fn rand_ssrc() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    (h.finish() as u32).max(1)
-}
-
-/// Read one remote track until it ends or is cancelled: RTP to the consumer,
-/// PLIs to the sender. The track is handed to the session (and so to the
-/// consumer) with its first packet, when its payload type is known.
-async fn read_track(
-    track: Arc<dyn TrackRemote>,
-    mut pending: Option<ReceivedTrack>,
-    packets: mpsc::Sender<RtpPacket>,
-    mut pli_requests: mpsc::UnboundedReceiver<()>,
-    cancel: tokio_util::sync::CancellationToken,
-    session: mpsc::UnboundedSender<Internal>,
-    metrics: ParticipantMetrics,
-) {
-    let Some(info) = pending.as_ref() else { return };
-    let kind = info.kind.as_str();
-    let (stream_id, track_id, mut ssrc) = (info.stream_id.clone(), info.track_id.clone(), info.ssrc);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            Some(()) = pli_requests.recv() => {
-                // Coalesce a burst of requests into one PLI.
-                while pli_requests.try_recv().is_ok() {}
-                let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
-                if track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
-                    metrics.plis_sent_total.inc();
-                }
-            }
-            ev = track.poll() => match ev {
-                Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
-                    metrics.rtp_packets_total.with_label_values(&[kind]).inc();
-                    metrics.rtp_bytes_total.with_label_values(&[kind]).inc_by(packet.payload.len() as u64);
-                    ssrc = packet.header.ssrc;
-                    if let Some(mut ready) = pending.take() {
-                        ready.codec.payload_type = packet.header.payload_type;
-                        ready.ssrc = ssrc;
-                        if session.send(Internal::TrackReady(Box::new(ready))).is_err() {
-                            break;
-                        }
-                    }
-                    if packets.try_send(packet).is_err() {
-                        metrics.rtp_dropped_total.with_label_values(&[kind]).inc();
-                    }
-                }
-                Some(TrackRemoteEvent::OnEnded) | None => break,
-                Some(_) => {}
-            }
-        }
-    }
-    let _ = session.send(Internal::TrackGone { stream_id, track_id });
-}
-
-/// Copy a published track's packets to one peer connection, with this
-/// connection's SSRC and negotiated payload type; pass keyframe requests back.
-async fn forward_local_track(
-    track: Arc<TrackLocalStaticRTP>,
-    sender: Arc<dyn RtpSender>,
-    mime_type: String,
-    ssrc: u32,
-    mut packets: tokio::sync::broadcast::Receiver<RtpPacket>,
-    keyframe_requests: mpsc::UnboundedSender<()>,
-    connected: tokio::sync::watch::Receiver<bool>,
-) {
-    let rtcp_track = track.clone();
-    let rtcp = tokio::spawn(async move {
-        while let Some(TrackLocalEvent::OnRtcpPacket(pkts)) = rtcp_track.poll().await {
-            if pkts.iter().any(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()) {
-                let _ = keyframe_requests.send(());
-            }
-        }
-    });
-    let mut payload_type: Option<u8> = None;
-    loop {
-        let mut packet = match packets.recv().await {
-            Ok(p) => p,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::debug!(skipped = n, "local track forwarder lagged");
-                continue;
-            }
-            Err(_) => break,
-        };
-        if !*connected.borrow() {
-            continue;
-        }
-        if payload_type.is_none() {
-            payload_type = negotiated_payload_type(&sender, &mime_type).await;
-        }
-        let Some(pt) = payload_type else { continue };
-        packet.header.ssrc = ssrc;
-        packet.header.payload_type = pt;
-        if track.write_rtp(packet).await.is_err() {
-            // Not bound yet (before negotiation completes): try the payload type again later.
-            payload_type = None;
-        }
-    }
-    rtcp.abort();
-}
-
-async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime_type: &str) -> Option<u8> {
-    let params = sender.get_parameters().await.ok()?;
-    params.rtp_parameters.codecs.iter().find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime_type)).map(|c| c.payload_type)
-}
-
-async fn build_peer_connection(net: &NetConfig, handler: Handler) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
-    let mut media = MediaEngine::default();
-    media.register_default_codecs()?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?;
-    // Lets receivers' PLI/FIR reach our local tracks (the application).
-    let registry = registry.with(Slot::from(14_000), KeyframeRequestForwarder::default());
-    let settings = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .with_answering_dtls_role(RTCDtlsRole::Server)
-        .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(256 * 1024))
-        .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
-        .build();
-    let ice_servers = if net.ice_servers.is_empty() {
-        vec![]
-    } else {
-        vec![RTCIceServer { urls: net.ice_servers.clone(), ..Default::default() }]
-    };
-    let config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers).build();
-    let pc = PeerConnectionBuilder::new()
-        .with_configuration(config)
-        .with_media_engine(media)
-        .with_setting_engine(settings)
-        .with_interceptor_registry(registry)
-        .with_handler(Arc::new(handler))
-        .with_udp_addrs(vec![SocketAddr::new(net.udp_bind, 0)])
-        .build()
-        .await?;
-    Ok(Arc::new(pc))
-}
-
-/// Marks inbound keyframe requests (PLI, FIR) for delivery to the application;
-/// all other inbound RTCP stays with the interceptors that consume it.
-#[derive(Default)]
-struct KeyframeRequestForwarder {
-    read_queue: VecDeque<TaggedPacket>,
-    write_queue: VecDeque<TaggedPacket>,
-}
-
-impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet {
-            let keep: Vec<Box<dyn rtc::rtcp::Packet>> = packets
-                .iter()
-                .filter(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>())
-                .cloned()
-                .collect();
-            if keep.is_empty() {
-                return Ok(());
-            }
-            msg.message.packet = Packet::Rtcp(keep);
-            msg.message.add(Attribute::DeliverToApplication);
-        }
-        self.read_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read_queue.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write_queue.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write_queue.pop_front()
-    }
-}
-
-impl Interceptor for KeyframeRequestForwarder {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }

@@ -18,8 +18,7 @@ pub fn broadcast_channel_id(name: &str) -> u16 {
 
 /// Event names a peer must never be allowed to deliver to the application.
 pub fn is_reserved_event(name: &str) -> bool {
-    name.starts_with("#rtcio:")
-        || matches!(name, "peer-connect" | "peer-disconnect" | "track-added" | "track-removed")
+    name.starts_with("#rtcio:") || matches!(name, "peer-connect" | "peer-disconnect" | "track-added" | "track-removed")
 }
 
 #[cfg(test)]
@@ -28,14 +27,9 @@ mod tests {
 
     #[test]
     fn channel_ids_match_the_protocol_check_values() {
-        for (name, id) in [
-            ("chat", 721),
-            ("file", 139),
-            ("room:main", 84),
-            ("whiteboard", 814),
-            ("é-ü", 1013),
-            ("😀", 480),
-        ] {
+        for (name, id) in
+            [("chat", 721), ("file", 139), ("room:main", 84), ("whiteboard", 814), ("é-ü", 1013), ("😀", 480)]
+        {
             assert_eq!(broadcast_channel_id(name), id, "{name}");
         }
     }

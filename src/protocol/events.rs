@@ -64,8 +64,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     let value: &'de RawValue = map.next_value()?;
                     match key.as_ref() {
-                        "source" => source = Some(serde_json::from_str::<Cow<str>>(value.get()).map_err(M::Error::custom)?),
-                        "target" => target = Some(serde_json::from_str::<Cow<str>>(value.get()).map_err(M::Error::custom)?),
+                        "source" => {
+                            source = Some(serde_json::from_str::<Cow<str>>(value.get()).map_err(M::Error::custom)?)
+                        }
+                        "target" => {
+                            target = Some(serde_json::from_str::<Cow<str>>(value.get()).map_err(M::Error::custom)?)
+                        }
                         "data" => has_data = true,
                         _ => {}
                     }
@@ -255,7 +259,8 @@ mod tests {
 
     #[test]
     fn envelope_round_trips_member_for_member() {
-        let text = r#"{"target":"b","source":"a","data":{"candidate":{"candidate":"x y","n":[1,2.50,"\u00e9"]}},"extra":1}"#;
+        let text =
+            r#"{"target":"b","source":"a","data":{"candidate":{"candidate":"x y","n":[1,2.50,"\u00e9"]}},"extra":1}"#;
         let e = Envelope::parse(text).unwrap();
         assert_eq!(e.source, "a");
         assert_eq!(e.target, "b");

@@ -8,8 +8,8 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 
 /// Deserialize the first argument of an event frame `["event", arg0, ...]`.
 pub fn first_arg<'a, T: Deserialize<'a>>(frame: &'a str) -> Result<T, serde_json::Error> {

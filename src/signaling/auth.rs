@@ -50,13 +50,14 @@ impl JwtVerifier {
 
     /// Check the handshake `auth` payload (`{token: "<jwt>"}`).
     pub fn verify(&self, auth: &serde_json::Value) -> Result<(), AuthError> {
-        let token = auth.get("token").and_then(|t| t.as_str()).filter(|t| !t.is_empty()).ok_or(AuthError::MissingToken)?;
-        jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
-            .map(|_| ())
-            .map_err(|e| match e.kind() {
+        let token =
+            auth.get("token").and_then(|t| t.as_str()).filter(|t| !t.is_empty()).ok_or(AuthError::MissingToken)?;
+        jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation).map(|_| ()).map_err(|e| {
+            match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid(e.to_string()),
-            })
+            }
+        })
     }
 }
 
@@ -93,10 +94,14 @@ mod tests {
         assert_eq!(v.verify(&json!({})), Err(AuthError::MissingToken));
         assert_eq!(v.verify(&json!({"token": 5})), Err(AuthError::MissingToken));
         assert_eq!(v.verify(&json!({"token": token(json!({"exp": now() - 3600}), SECRET)})), Err(AuthError::Expired));
-        assert!(matches!(v.verify(&json!({"token": token(json!({}), "another-secret-of-enough-length")})), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            v.verify(&json!({"token": token(json!({}), "another-secret-of-enough-length")})),
+            Err(AuthError::Invalid(_))
+        ));
         assert!(matches!(v.verify(&json!({"token": "garbage"})), Err(AuthError::Invalid(_))));
         // alg=none / other algorithms are refused.
-        let hs512 = encode(&Header::new(Algorithm::HS512), &json!({}), &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+        let hs512 =
+            encode(&Header::new(Algorithm::HS512), &json!({}), &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
         assert!(matches!(v.verify(&json!({"token": hs512})), Err(AuthError::Invalid(_))));
     }
 

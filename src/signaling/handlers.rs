@@ -152,22 +152,24 @@ impl Connection {
         };
         tracing::debug!(sid = %self.sid, event = %event, code = r.code.as_str(), reason = %r.message, "event refused");
         if self.limits.lock().notices.allow(now) {
-            let _ = s.emit(EV_SIGNALING_ERROR, &SignalingError { code: r.code.as_str(), event: &event, message: &r.message });
+            let _ = s.emit(
+                EV_SIGNALING_ERROR,
+                &SignalingError { code: r.code.as_str(), event: &event, message: &r.message },
+            );
         }
     }
 
     /// `#rtcio:message`: forward the envelope unchanged to its target, if the
     /// sender is its `source` and shares a room with the target.
     fn relay(&self, frame: &str) -> Handled {
-        let envelope: Envelope = first_arg(frame)
-            .map_err(|_| refuse(RefusalCode::InvalidPayload, "expected one envelope {source, target, data} with string ids"))?;
+        let envelope: Envelope = first_arg(frame).map_err(|_| {
+            refuse(RefusalCode::InvalidPayload, "expected one envelope {source, target, data} with string ids")
+        })?;
         if envelope.source != self.sid.as_str() {
             return Err(refuse(RefusalCode::SpoofedSource, "source is not your socket id"));
         }
-        let target: Sid = envelope
-            .target
-            .parse()
-            .map_err(|_| refuse(RefusalCode::ForeignTarget, "target is not a socket id"))?;
+        let target: Sid =
+            envelope.target.parse().map_err(|_| refuse(RefusalCode::ForeignTarget, "target is not a socket id"))?;
         if !self.sig.registry.read().shares_room(self.sid, target) {
             return Err(refuse(RefusalCode::ForeignTarget, "target shares no room with you"));
         }
@@ -252,7 +254,10 @@ impl Connection {
         let room = match validate::room_id(payload.get("roomId"), self.sig.config.max_room_id_chars) {
             Ok(room) => room,
             Err(_) => {
-                let _ = s.emit(EV_JOIN_ERROR, &JoinError { reason: JoinErrorReason::InvalidRoom, room_id: echo_room_id(&payload) });
+                let _ = s.emit(
+                    EV_JOIN_ERROR,
+                    &JoinError { reason: JoinErrorReason::InvalidRoom, room_id: echo_room_id(&payload) },
+                );
                 return Ok(());
             }
         };
@@ -299,7 +304,9 @@ impl Connection {
         if !registry.is_member(self.sid, &room) {
             return Err(refuse(RefusalCode::NotInRoom, "you are not in that room"));
         }
-        if let (Some(mic), Some(cam)) = (object.get("mic").and_then(|v| v.as_bool()), object.get("cam").and_then(|v| v.as_bool())) {
+        if let (Some(mic), Some(cam)) =
+            (object.get("mic").and_then(|v| v.as_bool()), object.get("cam").and_then(|v| v.as_bool()))
+        {
             registry.set_media_state(self.sid, MediaState { mic, cam });
         }
         object.insert("id".into(), serde_json::Value::String(self.sid.as_str().to_owned()));

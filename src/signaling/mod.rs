@@ -43,7 +43,14 @@ impl Signaling {
             max_members_per_room: config.max_members_per_room,
             max_rooms_per_socket: config.max_rooms_per_socket,
         };
-        Arc::new(Self { io: OnceLock::new(), registry: RwLock::new(Registry::new()), config, room_limits, jwt, metrics })
+        Arc::new(Self {
+            io: OnceLock::new(),
+            registry: RwLock::new(Registry::new()),
+            config,
+            room_limits,
+            jwt,
+            metrics,
+        })
     }
 
     /// Register the `/` namespace handlers on `io`.

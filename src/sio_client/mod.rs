@@ -237,7 +237,9 @@ impl SioSender {
     /// (e.g. `2["event",{}]`) — for load generators and for testing how the
     /// server copes with bad input.
     pub fn send_engine_message(&self, socketio_packet: &str) -> Result<(), Closed> {
-        self.out.send(Outgoing::Text(String::from(EioPacket::Message(Str::from(socketio_packet.to_string()))))).map_err(|_| Closed)
+        self.out
+            .send(Outgoing::Text(String::from(EioPacket::Message(Str::from(socketio_packet.to_string())))))
+            .map_err(|_| Closed)
     }
 
     /// Say goodbye to the namespace and close the transport, without waiting.
@@ -256,7 +258,12 @@ impl SioReceiver {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn run(ws: Ws, mut out: mpsc::UnboundedReceiver<Outgoing>, events: mpsc::UnboundedSender<SioEvent>, raw_events: bool) {
+async fn run(
+    ws: Ws,
+    mut out: mpsc::UnboundedReceiver<Outgoing>,
+    events: mpsc::UnboundedSender<SioEvent>,
+    raw_events: bool,
+) {
     let (mut sink, mut stream) = ws.split();
     let reason = loop {
         tokio::select! {
@@ -379,8 +386,14 @@ mod tests {
 
     #[test]
     fn websocket_urls() {
-        assert_eq!(websocket_url("http://127.0.0.1:3000").unwrap(), "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket");
-        assert_eq!(websocket_url("https://x.example/").unwrap(), "wss://x.example/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(
+            websocket_url("http://127.0.0.1:3000").unwrap(),
+            "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
+        );
+        assert_eq!(
+            websocket_url("https://x.example/").unwrap(),
+            "wss://x.example/socket.io/?EIO=4&transport=websocket"
+        );
         assert_eq!(websocket_url("ws://h:1/socket.io/").unwrap(), "ws://h:1/socket.io/?EIO=4&transport=websocket");
         assert!(websocket_url("ftp://h").is_err());
         assert!(websocket_url("not a url").is_err());

@@ -70,7 +70,9 @@ pub fn envelope(from: &SioClient, to: &str, data: Value) -> Value {
 pub async fn metric(gw: &Gateway, series: &str) -> f64 {
     let body = reqwest_text(&format!("{}/metrics", url(gw))).await;
     body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse::<f64>().unwrap()))
+        .find_map(|l| {
+            l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse::<f64>().unwrap())
+        })
         .unwrap_or(0.0)
 }
 
