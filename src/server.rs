@@ -19,6 +19,11 @@ use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::signaling::{JwtVerifier, Signaling};
 
+/// WebSocket read buffer per socket. Engine.IO's default is 4 KiB, held by
+/// every idle socket; signaling messages are mostly a few hundred bytes and a
+/// 4 KB SDP just takes a few reads.
+const WS_READ_BUFFER: usize = 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
@@ -58,6 +63,7 @@ impl Gateway {
             .max_payload(transport_cap as u64)
             .ws_max_message_size(transport_cap)
             .ws_max_frame_size(transport_cap)
+            .ws_read_buffer_size(WS_READ_BUFFER)
             .max_buffer_size(sc.outgoing_buffer_packets)
             .build_layer();
         let signaling = Signaling::new(sc.clone(), JwtVerifier::from_config(&config.auth), metrics.clone());
