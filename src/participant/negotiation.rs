@@ -211,6 +211,11 @@ impl Negotiator {
         self.conn
     }
 
+    /// Has a remote description ever been applied?
+    pub fn has_remote_description(&self) -> bool {
+        self.remote_description_set
+    }
+
     pub fn is_stable(&self) -> bool {
         self.signaling == Signaling::Stable
     }

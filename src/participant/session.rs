@@ -51,6 +51,9 @@ const TRACK_BUFFER_PACKETS: usize = 4096;
 /// Outgoing channel messages kept while a channel is not open yet (the client's pre-open budget).
 const PRE_OPEN_BUDGET: usize = 1024 * 1024;
 const TICK: Duration = Duration::from_millis(250);
+/// A connection that never got a remote description (e.g. created by a stray
+/// candidate from a peer that is gone) is dropped after this long.
+const NO_DESCRIPTION_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Network settings of the participant's peer connections.
 #[derive(Debug, Clone)]
@@ -245,8 +248,11 @@ impl Driver {
             connected: tokio::sync::watch::channel(false).0,
             closing: None,
         };
+        if let Err(e) = driver.create_channels().await {
+            let _ = driver.pc.close().await;
+            return Err(e);
+        }
         driver.shared.metrics.peers.with_label_values(&["new"]).inc();
-        driver.create_channels().await?;
         if role == Role::Polite {
             // The existing member replays its streams, then offers.
             driver.sync_local_tracks().await;
@@ -275,6 +281,7 @@ impl Driver {
     }
 
     async fn run(mut self, mut inputs: mpsc::UnboundedReceiver<SessionInput>) {
+        let started = Instant::now();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let reason = loop {
@@ -291,6 +298,9 @@ impl Driver {
                 },
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal).await,
                 _ = tick.tick() => {
+                    if !self.neg.has_remote_description() && started.elapsed() > NO_DESCRIPTION_TIMEOUT {
+                        break "no answer from the peer".to_string();
+                    }
                     self.feed(Input::Tick).await;
                     let actions = self.received.tick(Instant::now());
                     self.on_stream_actions(actions);
