@@ -456,3 +456,47 @@ async fn h264_arrives_as_h264_and_unpublishing_ends_the_stream() {
     publisher.p.shutdown().await;
     receiver.p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_file_can_be_published() {
+    use gstreamer::prelude::*;
+    let gw = start_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clip.webm");
+    // Make a 3 s VP8 clip with GStreamer itself.
+    rtcio_gateway::media::init().unwrap();
+    let make = gstreamer::parse::launch(&format!(
+        "videotestsrc num-buffers=90 ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 ! webmmux ! filesink location={}",
+        file.display()
+    ))
+    .unwrap();
+    make.set_state(gstreamer::State::Playing).unwrap();
+    let bus = make.bus().unwrap();
+    bus.timed_pop_filtered(gstreamer::ClockTime::from_seconds(20), &[gstreamer::MessageType::Eos])
+        .expect("clip written");
+    make.set_state(gstreamer::State::Null).unwrap();
+
+    let metrics = Metrics::new();
+    let mut receiver = start(&gw, "file", "Recorder", &metrics);
+    receiver.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let publisher = start(&gw, "file", "alice", &metrics);
+    let source = MediaSource::start(&SourceConfig {
+        input: rtcio_gateway::media::source::Input::File(file),
+        video: Some(VideoCodec::Vp8),
+        audio: None,
+        ..Default::default()
+    })
+    .unwrap();
+    publisher.p.publish(source.stream("clip", "movie", None)).unwrap();
+    receiver
+        .take("stream", |e| matches!(e, ParticipantEvent::StreamStarted { stream_id, .. } if stream_id == "clip"))
+        .await;
+    let ParticipantEvent::Track(mut t) = receiver.take("track", |e| matches!(e, ParticipantEvent::Track(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(t.kind, MediaKind::Video);
+    assert_eq!(packets(&mut t, 30).await, 30, "the file's frames arrive");
+    publisher.p.shutdown().await;
+    receiver.p.shutdown().await;
+}

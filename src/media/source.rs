@@ -170,6 +170,8 @@ fn pipeline_description(c: &SourceConfig) -> String {
             )
         }
     };
+    // A file decodes as fast as the CPU allows: pace it to the clock. Live test sources pace themselves.
+    let sync = matches!(c.input, Input::File(_));
     if let Some(codec) = c.video {
         let kbps = c.video_kbps;
         let enc = match codec {
@@ -183,11 +185,11 @@ fn pipeline_description(c: &SourceConfig) -> String {
                 fps * 2
             ),
         };
-        parts.push(format!("{video_in} ! queue ! {enc} ! appsink name=video sync=false max-buffers=512 drop=true"));
+        parts.push(format!("{video_in} ! queue ! {enc} ! appsink name=video sync={sync} max-buffers=512 drop=true"));
     }
     if c.audio.is_some() {
         parts.push(format!(
-            "{audio_in} ! audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=64000 frame-size=20 ! rtpopuspay pt={AUDIO_PT} ! appsink name=audio sync=false max-buffers=512 drop=true"
+            "{audio_in} ! audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=64000 frame-size=20 ! rtpopuspay pt={AUDIO_PT} ! appsink name=audio sync={sync} max-buffers=512 drop=true"
         ));
     }
     parts.join("  ")
