@@ -77,8 +77,7 @@ async fn packets(track: &mut ReceivedTrack, n: usize) -> usize {
 async fn publisher_and_receiver_exchange_events_and_media() {
     let gw = start_gateway().await;
     let metrics = Metrics::new();
-    let mut receiver = start(&gw, "room", "Recorder", &metrics);
-    receiver.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let mut receiver = start_joined(&gw, "room", "Recorder", &metrics).await;
 
     let mut publisher = start(&gw, "room", "alice", &metrics);
     let source = MediaSource::start(&SourceConfig { video: Some(VideoCodec::Vp8), ..Default::default() }).unwrap();
@@ -148,6 +147,13 @@ fn publish(p: &Peer, stream_id: &str, event: &str) -> MediaSource {
     source
 }
 
+/// Start a participant and wait until it has joined.
+async fn start_joined(gw: &Gateway, room: &str, name: &str, metrics: &Metrics) -> Peer {
+    let mut p = start(gw, room, name, metrics);
+    p.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    p
+}
+
 /// Wait until `p` announced a stream `stream_id` and received RTP on both its tracks.
 async fn expect_stream(p: &mut Peer, stream_id: &str, event: &str) {
     let sid = stream_id.to_string();
@@ -186,8 +192,7 @@ async fn connected_to(p: &mut Peer, name: &str) {
 async fn receiver_joining_last_is_impolite_and_still_receives() {
     let gw = start_gateway().await;
     let metrics = Metrics::new();
-    let mut publisher = start(&gw, "late", "alice", &metrics);
-    publisher.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let publisher = start_joined(&gw, "late", "alice", &metrics).await;
     // H.264 this time; the stream was published before the receiver existed (replay to a late joiner).
     let source = MediaSource::start(&SourceConfig { video: Some(VideoCodec::H264), ..Default::default() }).unwrap();
     publisher.p.publish(source.stream("cam-alice", "camera", None)).unwrap();
@@ -243,8 +248,7 @@ async fn three_participants_form_a_mesh() {
 async fn simultaneous_renegotiation_converges() {
     let gw = start_gateway().await;
     let metrics = Metrics::new();
-    let mut a = start(&gw, "glare", "a", &metrics);
-    a.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let mut a = start_joined(&gw, "glare", "a", &metrics).await;
     let mut b = start(&gw, "glare", "b", &metrics);
     connected_to(&mut a, "b").await;
     connected_to(&mut b, "a").await;
@@ -267,8 +271,7 @@ async fn simultaneous_renegotiation_converges() {
 async fn a_leaving_peer_is_cleaned_up_and_reported() {
     let gw = start_gateway().await;
     let metrics = Metrics::new();
-    let mut receiver = start(&gw, "leave", "Recorder", &metrics);
-    receiver.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let mut receiver = start_joined(&gw, "leave", "Recorder", &metrics).await;
     let publisher = start(&gw, "leave", "alice", &metrics);
     let source = publish(&publisher, "cam", "camera");
     expect_stream(&mut receiver, "cam", "camera").await;
@@ -295,8 +298,7 @@ async fn participants_rejoin_after_a_signaling_server_restart() {
     let gw = start_gateway().await;
     let addr = gw.local_addr();
     let metrics = Metrics::new();
-    let mut a = start(&gw, "restart", "a", &metrics);
-    a.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let mut a = start_joined(&gw, "restart", "a", &metrics).await;
     let mut b = start(&gw, "restart", "b", &metrics);
     connected_to(&mut a, "b").await;
     gw.shutdown().await.unwrap();
@@ -425,8 +427,7 @@ async fn works_through_a_plain_node_socket_io_server() {
 async fn h264_arrives_as_h264_and_unpublishing_ends_the_stream() {
     let gw = start_gateway().await;
     let metrics = Metrics::new();
-    let mut receiver = start(&gw, "unpub", "Recorder", &metrics);
-    receiver.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let mut receiver = start_joined(&gw, "unpub", "Recorder", &metrics).await;
     let publisher = start(&gw, "unpub", "alice", &metrics);
     let source =
         MediaSource::start(&SourceConfig { video: Some(VideoCodec::H264), audio: None, ..Default::default() }).unwrap();
@@ -477,8 +478,7 @@ async fn a_media_file_can_be_published() {
     make.set_state(gstreamer::State::Null).unwrap();
 
     let metrics = Metrics::new();
-    let mut receiver = start(&gw, "file", "Recorder", &metrics);
-    receiver.take("joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let mut receiver = start_joined(&gw, "file", "Recorder", &metrics).await;
     let publisher = start(&gw, "file", "alice", &metrics);
     let source = MediaSource::start(&SourceConfig {
         input: rtcio_gateway::media::source::Input::File(file),
