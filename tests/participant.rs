@@ -54,7 +54,7 @@ impl Peer {
             match tokio::time::timeout_at(deadline, self.p.next_event()).await {
                 Ok(Some(ev)) if pred(&ev) => return ev,
                 Ok(Some(ev)) => self.backlog.push(ev),
-                Ok(None) => panic!("participant stopped while waiting for {what}"),
+                Ok(None) => panic!("participant stopped while waiting for {what}; backlog: {:?}", self.backlog),
                 Err(_) => panic!("timed out waiting for {what}; backlog: {:?}", self.backlog),
             }
         }

@@ -179,6 +179,8 @@ async fn connect_and_join(config: &LinkConfig) -> Result<(SioClient, String, Vec
     let auth = config.token.as_ref().map(|t| json!({"token": t}));
     let mut client = match SioClient::connect_with(&config.server, ConnectOptions { auth, raw_events: false }).await {
         Ok(c) => c,
+        // A server that is shutting down (or still starting) has no namespace yet: try again.
+        Err(ConnectError::Refused(m)) if m == "Invalid namespace" => return Err(JoinFailure::Transient(m)),
         Err(ConnectError::Refused(m)) => return Err(JoinFailure::Refused(format!("connection refused: {m}"))),
         Err(ConnectError::BadUrl(u)) => return Err(JoinFailure::Refused(format!("invalid server URL {u:?}"))),
         Err(e) => return Err(JoinFailure::Transient(e.to_string())),
