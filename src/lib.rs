@@ -8,6 +8,7 @@
 //! - [`rooms`]: the room registry (members, names, passwords, media-state); atomic check-then-join.
 //! - [`signaling`]: socketioxide handlers that decode events, apply limits and act on the registry.
 //! - [`metrics`]: every Prometheus metric, defined in one place (prefix `rtcio_gateway_`).
+//! - [`ids`]: random identifiers for streams, tracks and SSRCs.
 //! - [`http`]: the axum router: socket.io, `/metrics`, `/healthz`, `/readyz`.
 //! - [`server`]: binds, runs and gracefully shuts down one gateway instance.
 //! - [`sio_client`]: a small socket.io v4 WebSocket client (tests, benchmarks, the participant).
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod ids;
 pub mod media;
 pub mod metrics;
 pub mod participant;

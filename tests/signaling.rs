@@ -90,6 +90,15 @@ async fn envelopes_are_relayed_verbatim_and_in_order() {
     assert!(metric(&gw, "rtcio_gateway_signaling_relayed_bytes_total").await > 50.0 * 4000.0);
 }
 
+/// Members "a" and "b" of `room`, with their presence events already drained.
+async fn pair(gw: &rtcio_gateway::server::Gateway, room: &str) -> (SioClient, SioClient) {
+    let mut a = joined(gw, room, "a").await;
+    let mut b = joined(gw, room, "b").await;
+    drain(&mut a).await;
+    drain(&mut b).await;
+    (a, b)
+}
+
 /// Sends `env` from `sender`, expects `signaling-error {code}` back and nothing at `watchers`.
 async fn expect_refused(
     sender: &mut SioClient,
@@ -143,10 +152,7 @@ async fn spoofed_sources_and_foreign_targets_are_dropped() {
 #[tokio::test]
 async fn malformed_envelopes_get_invalid_payload() {
     let gw = start().await;
-    let mut a = joined(&gw, "r", "a").await;
-    let mut b = joined(&gw, "r", "b").await;
-    drain(&mut a).await;
-    drain(&mut b).await;
+    let (mut a, mut b) = pair(&gw, "r").await;
     for bad in [
         json!("a string"),
         json!(42),
@@ -173,10 +179,7 @@ async fn malformed_envelopes_get_invalid_payload() {
 #[tokio::test]
 async fn unparsable_frames_cost_only_the_sender_its_connection() {
     let gw = start().await;
-    let mut a = joined(&gw, "r", "a").await;
-    let mut b = joined(&gw, "r", "b").await;
-    drain(&mut a).await;
-    drain(&mut b).await;
+    let (a, mut b) = pair(&gw, "r").await;
     let mut evil = joined(&gw, "r", "evil").await;
     for frame in [r##"2["#rtcio:message",{"##, "2not json at all", "9", r#"2{"a":1}"#] {
         let _ = evil.send_engine_message(frame);
@@ -396,10 +399,7 @@ async fn chat_and_screen_share_events_reach_the_rest_of_the_room_only() {
 #[tokio::test]
 async fn rejoining_a_room_is_idempotent() {
     let gw = start().await;
-    let mut a = joined(&gw, "r", "a").await;
-    let mut b = joined(&gw, "r", "b").await;
-    drain(&mut a).await;
-    drain(&mut b).await;
+    let (mut a, mut b) = pair(&gw, "r").await;
     b.emit("join-room", &json!({"roomId": "r", "name": "b2"})).unwrap();
     assert_eq!(
         drain(&mut b).await,

@@ -251,13 +251,7 @@ fn attach(
     })
 }
 
-/// A random-enough id for streams and tracks.
-pub fn short_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    format!("{:016x}", h.finish())
-}
+pub use crate::ids::short_id;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,6 @@
 //! passed back to the source).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -19,10 +18,7 @@ use super::session::Internal;
 use crate::metrics::ParticipantMetrics;
 
 pub(super) fn rand_ssrc() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    (h.finish() as u32).max(1)
+    (crate::ids::random_u64() as u32).max(1)
 }
 
 /// Read one remote track until it ends or is cancelled: RTP to the consumer,
