@@ -1,8 +1,12 @@
 //! GStreamer media plumbing.
 //!
 //! - [`source`]: encoded test media (or a file) as RTP, for the participant to publish.
+//! - [`keyframes`]: keyframe detection in RTP and the PLI policy (sans-IO).
+//! - [`continuity`]: one continuous RTP stream across SSRC changes (sans-IO).
 //! - [`templates`]: the pipeline templates of `pipelines/` (loading, validation, choice).
 
+pub mod continuity;
+pub mod keyframes;
 pub mod source;
 pub mod templates;
 

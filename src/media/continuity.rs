@@ -1,0 +1,117 @@
+//! One continuous RTP stream out of a track whose source may change.
+//!
+//! A browser's `replaceTrack`, or a track removed and added again, starts a
+//! new SSRC with fresh random sequence numbers and timestamps. A jitter
+//! buffer fed that unchanged sees a huge jump and drops or resets. The
+//! [`Continuity`] rewriter keeps one SSRC, one payload type and contiguous
+//! sequence numbers, and moves the new source's timestamps so they continue
+//! from the old ones after the wall-clock gap between them. Sans-IO.
+
+use std::time::Instant;
+
+/// What to write instead of the packet's own header fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewritten {
+    pub sequence_number: u16,
+    pub timestamp: u32,
+    /// This packet starts a new source (not the first one).
+    pub new_source: bool,
+}
+
+#[derive(Debug)]
+struct Source {
+    ssrc: u32,
+    seq_offset: u16,
+    ts_offset: u32,
+}
+
+/// Per-output rewriter state.
+#[derive(Debug)]
+pub struct Continuity {
+    clock_rate: u32,
+    source: Option<Source>,
+    /// Highest output sequence number / its timestamp / when it arrived.
+    last_seq: u16,
+    last_ts: u32,
+    last_arrival: Option<Instant>,
+}
+
+impl Continuity {
+    pub fn new(clock_rate: u32) -> Continuity {
+        Continuity { clock_rate: clock_rate.max(1), source: None, last_seq: 0, last_ts: 0, last_arrival: None }
+    }
+
+    pub fn rewrite(&mut self, now: Instant, ssrc: u32, sequence_number: u16, timestamp: u32) -> Rewritten {
+        let mut new_source = false;
+        match &self.source {
+            Some(source) if source.ssrc == ssrc => {}
+            Some(_) => {
+                new_source = true;
+                self.source = Some(self.continue_from(now, ssrc, sequence_number, timestamp));
+            }
+            None => self.source = Some(Source { ssrc, seq_offset: 0, ts_offset: 0 }),
+        }
+        let source = self.source.as_ref().expect("set above");
+        let out_seq = sequence_number.wrapping_add(source.seq_offset);
+        let out_ts = timestamp.wrapping_add(source.ts_offset);
+        // Track the newest packet (reordered older ones do not move it back).
+        if self.last_arrival.is_none() || new_source || (out_seq.wrapping_sub(self.last_seq) as i16) > 0 {
+            self.last_seq = out_seq;
+            self.last_ts = out_ts;
+            self.last_arrival = Some(now);
+        }
+        Rewritten { sequence_number: out_seq, timestamp: out_ts, new_source }
+    }
+
+    fn continue_from(&self, now: Instant, ssrc: u32, sequence_number: u16, timestamp: u32) -> Source {
+        let elapsed = self.last_arrival.map(|t| now.saturating_duration_since(t)).unwrap_or_default();
+        // At least one tick later, so the new first frame never shares the old last frame's time.
+        let ticks = ((elapsed.as_secs_f64() * self.clock_rate as f64) as u64).max(1) as u32;
+        let next_seq = self.last_seq.wrapping_add(1);
+        let next_ts = self.last_ts.wrapping_add(ticks);
+        Source { ssrc, seq_offset: next_seq.wrapping_sub(sequence_number), ts_offset: next_ts.wrapping_sub(timestamp) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn one_source_passes_unchanged_including_wraparound() {
+        let t0 = Instant::now();
+        let mut c = Continuity::new(90_000);
+        let r = c.rewrite(t0, 7, 65_535, u32::MAX - 10);
+        assert_eq!(r, Rewritten { sequence_number: 65_535, timestamp: u32::MAX - 10, new_source: false });
+        let r = c.rewrite(t0, 7, 0, 2990);
+        assert_eq!((r.sequence_number, r.timestamp, r.new_source), (0, 2990, false));
+    }
+
+    #[test]
+    fn a_new_ssrc_continues_after_the_wall_clock_gap() {
+        let t0 = Instant::now();
+        let mut c = Continuity::new(90_000);
+        c.rewrite(t0, 1, 100, 1_000_000);
+        c.rewrite(t0 + Duration::from_millis(33), 1, 101, 1_003_000);
+        // Half a second later a new source with random bases.
+        let r = c.rewrite(t0 + Duration::from_millis(533), 2, 40_000, 77);
+        assert!(r.new_source);
+        assert_eq!(r.sequence_number, 102);
+        assert_eq!(r.timestamp, 1_003_000 + 45_000);
+        let r = c.rewrite(t0 + Duration::from_millis(566), 2, 40_001, 77 + 3000);
+        assert_eq!((r.sequence_number, r.timestamp, r.new_source), (103, 1_051_000, false));
+    }
+
+    #[test]
+    fn reordered_packets_do_not_move_the_reference_back() {
+        let t0 = Instant::now();
+        let mut c = Continuity::new(48_000);
+        c.rewrite(t0, 1, 10, 960);
+        c.rewrite(t0, 1, 12, 2880);
+        c.rewrite(t0, 1, 11, 1920); // late
+        let r = c.rewrite(t0, 9, 500, 5);
+        assert_eq!(r.sequence_number, 13);
+        assert_eq!(r.timestamp, 2881);
+    }
+}
