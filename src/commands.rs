@@ -188,7 +188,9 @@ fn print_event(ev: ParticipantEvent) {
             tokio::spawn(drain_track(track));
             line
         }
-        ParticipantEvent::StreamEnded { peer, stream_id } => format!("stream {stream_id} from {} ended", peer.name),
+        ParticipantEvent::StreamEnded { peer, stream_id, reason } => {
+            format!("stream {stream_id} from {} ended ({reason})", peer.name)
+        }
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");

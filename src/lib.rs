@@ -12,6 +12,7 @@
 //! - [`http`]: the axum router: socket.io, `/metrics`, `/healthz`, `/readyz`.
 //! - [`server`]: binds, runs and gracefully shuts down one gateway instance.
 //! - [`sio_client`]: a small socket.io v4 WebSocket client (tests, benchmarks, the participant).
+//! - [`recorder`]: recordings (files + manifests), relays and chat logs of rooms.
 
 pub mod cli;
 pub mod commands;
@@ -22,6 +23,7 @@ pub mod media;
 pub mod metrics;
 pub mod participant;
 pub mod protocol;
+pub mod recorder;
 pub mod rooms;
 pub mod server;
 pub mod signaling;

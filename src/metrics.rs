@@ -38,6 +38,7 @@ pub struct Metrics {
     pub disconnects_total: IntCounterVec,
     pub http_requests_metrics: IntCounter,
     pub participant: ParticipantMetrics,
+    pub media: MediaMetrics,
 }
 
 /// Metrics of the headless participant (all rooms together).
@@ -150,6 +151,7 @@ impl Metrics {
         }
         connections_refused_total.with_label_values(&["unauthorized"]);
         let participant = ParticipantMetrics::register(&registry);
+        let media = MediaMetrics::register(&registry);
 
         Self {
             registry,
@@ -166,6 +168,7 @@ impl Metrics {
             disconnects_total,
             http_requests_metrics,
             participant,
+            media,
         }
     }
 
@@ -267,6 +270,112 @@ impl ParticipantMetrics {
         m
     }
 }
+
+/// Metrics of the media path: recordings, relays and their pipelines.
+#[derive(Clone)]
+pub struct MediaMetrics {
+    /// RTP packets missing in the sequence (estimated from gaps), by media kind.
+    pub packets_lost_total: IntCounterVec,
+    /// Packets the jitter buffers gave up on, by media kind and reason (lost/late).
+    pub jitterbuffer_drops_total: IntCounterVec,
+    /// Keyframe requests (PLI) by why: start, retry, source_change, pipeline.
+    pub keyframe_requests_total: IntCounterVec,
+    /// Distinct video keyframes seen by outputs.
+    pub keyframes_total: IntCounter,
+    /// From an output's start (or source change) to its first keyframe.
+    pub first_keyframe_seconds: Histogram,
+    pub recordings_active: IntGauge,
+    /// Recordings ended, by result (finished/failed).
+    pub recordings_total: IntCounterVec,
+    pub recording_bytes_written_total: IntCounter,
+    pub relays_active: IntGauge,
+    pub relay_restarts_total: IntCounter,
+    /// Pipeline errors by template name.
+    pub pipeline_errors_total: IntCounterVec,
+    /// Free bytes on the recordings volume (updated every few seconds while recording).
+    pub recordings_free_bytes: IntGauge,
+    /// Rooms the gateway's own participant is in to record or relay.
+    pub rooms_recorded: IntGauge,
+}
+
+impl MediaMetrics {
+    fn register(registry: &Registry) -> Self {
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap();
+            registry.register(Box::new(c.clone())).expect("unique metric names");
+            c
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).unwrap();
+            registry.register(Box::new(c.clone())).expect("unique metric names");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).unwrap();
+            registry.register(Box::new(g.clone())).expect("unique metric names");
+            g
+        };
+        let first_keyframe_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "media_first_keyframe_seconds",
+                "Time from an output's start (or a source change) to its first video keyframe",
+            )
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]),
+        )
+        .unwrap();
+        registry.register(Box::new(first_keyframe_seconds.clone())).expect("unique metric names");
+        let m = MediaMetrics {
+            packets_lost_total: counter_vec(
+                "media_packets_lost_total",
+                "RTP packets missing from received sequences, by media kind",
+                &["kind"],
+            ),
+            jitterbuffer_drops_total: counter_vec(
+                "media_jitterbuffer_drops_total",
+                "Packets the output jitter buffers gave up on, by media kind and reason",
+                &["kind", "reason"],
+            ),
+            keyframe_requests_total: counter_vec(
+                "media_keyframe_requests_total",
+                "Keyframe requests (PLI) made for outputs, by reason",
+                &["reason"],
+            ),
+            keyframes_total: counter("media_keyframes_total", "Video keyframes seen by outputs"),
+            first_keyframe_seconds,
+            recordings_active: gauge("recordings_active", "Recordings being written"),
+            recordings_total: counter_vec("recordings_total", "Recordings ended, by result", &["result"]),
+            recording_bytes_written_total: counter(
+                "recording_bytes_written_total",
+                "Bytes written to recording files",
+            ),
+            relays_active: gauge("relays_active", "Relays sending"),
+            relay_restarts_total: counter("relay_restarts_total", "Relay pipelines restarted after an error"),
+            pipeline_errors_total: counter_vec(
+                "pipeline_errors_total",
+                "Output pipeline errors, by template",
+                &["template"],
+            ),
+            recordings_free_bytes: gauge("recordings_free_bytes", "Free bytes on the recordings volume"),
+            rooms_recorded: gauge("rooms_recorded", "Rooms the gateway's participant is in to record or relay"),
+        };
+        for kind in ["audio", "video"] {
+            m.packets_lost_total.with_label_values(&[kind]);
+            for reason in ["lost", "late"] {
+                m.jitterbuffer_drops_total.with_label_values(&[kind, reason]);
+            }
+        }
+        for reason in KEYFRAME_REQUEST_REASONS {
+            m.keyframe_requests_total.with_label_values(&[reason]);
+        }
+        for result in ["finished", "failed"] {
+            m.recordings_total.with_label_values(&[result]);
+        }
+        m
+    }
+}
+
+/// Label values of `media_keyframe_requests_total`.
+pub const KEYFRAME_REQUEST_REASONS: [&str; 4] = ["start", "retry", "source_change", "pipeline"];
 
 impl Default for Metrics {
     fn default() -> Self {

@@ -115,3 +115,48 @@ mod tests {
         assert_eq!(r.timestamp, 2881);
     }
 }
+
+/// Counts packets missing from a source's sequence (gaps in sequence
+/// numbers; reordered packets are not counted, a new SSRC starts afresh).
+#[derive(Debug, Default)]
+pub struct LossCounter {
+    last: Option<(u32, u16)>,
+}
+
+/// Gaps larger than this are a restart, not loss.
+const MAX_GAP: u16 = 1000;
+
+impl LossCounter {
+    /// Returns how many packets went missing just before this one.
+    pub fn on_packet(&mut self, ssrc: u32, sequence_number: u16) -> u64 {
+        let lost = match self.last {
+            Some((last_ssrc, last_seq)) if last_ssrc == ssrc => {
+                let ahead = sequence_number.wrapping_sub(last_seq);
+                if ahead == 0 || ahead > u16::MAX / 2 {
+                    return 0; // duplicate or late: keep the newest as reference
+                }
+                if ahead <= MAX_GAP { (ahead - 1) as u64 } else { 0 }
+            }
+            _ => 0,
+        };
+        self.last = Some((ssrc, sequence_number));
+        lost
+    }
+}
+
+#[cfg(test)]
+mod loss_tests {
+    use super::LossCounter;
+
+    #[test]
+    fn gaps_count_as_loss_but_reordering_and_new_sources_do_not() {
+        let mut c = LossCounter::default();
+        assert_eq!(c.on_packet(1, 65_534), 0);
+        assert_eq!(c.on_packet(1, 65_535), 0);
+        assert_eq!(c.on_packet(1, 2), 2); // 0 and 1 missing, across the wrap
+        assert_eq!(c.on_packet(1, 1), 0); // late
+        assert_eq!(c.on_packet(1, 3), 0);
+        assert_eq!(c.on_packet(2, 900), 0); // new source
+        assert_eq!(c.on_packet(2, 30_000), 0); // a jump, not loss
+    }
+}

@@ -143,6 +143,9 @@ pub enum ParticipantEvent {
     StreamEnded {
         peer: PeerInfo,
         stream_id: String,
+        /// `stream-ended` when the peer stopped the stream, `peer-left` when
+        /// the peer (or our connection to it) went away.
+        reason: &'static str,
     },
 }
 

@@ -320,7 +320,7 @@ impl Driver {
         let streams: Vec<String> = self.announced.drain().collect();
         for stream_id in streams {
             self.shared.metrics.streams_active.dec();
-            self.emit(ParticipantEvent::StreamEnded { peer: self.peer.clone(), stream_id });
+            self.emit(ParticipantEvent::StreamEnded { peer: self.peer.clone(), stream_id, reason: "peer-left" });
         }
         let _ = self.pc.close().await;
         self.shared.metrics.peers.with_label_values(&[self.state_label]).dec();
@@ -783,7 +783,11 @@ impl Driver {
                     self.held_tracks.remove(&stream_id);
                     if self.announced.remove(&stream_id) {
                         self.shared.metrics.streams_active.dec();
-                        self.emit(ParticipantEvent::StreamEnded { peer: self.peer.clone(), stream_id });
+                        self.emit(ParticipantEvent::StreamEnded {
+                            peer: self.peer.clone(),
+                            stream_id,
+                            reason: "stream-ended",
+                        });
                     }
                 }
             }

@@ -1,0 +1,230 @@
+//! One running output pipeline (a recording or a relay) built from a
+//! template: RTP in through `appsrc name=video|audio`, errors and EOS out
+//! through the bus, keyframe requests out through a pad probe.
+//!
+//! This module owns the GStreamer objects and nothing else: which packets to
+//! push, when to ask for keyframes and what the file is called are decided
+//! by the caller (`recorder::stream`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tokio::sync::mpsc;
+
+use crate::participant::events::MediaKind;
+
+/// Payload types we give the packets we push (the caller rewrites them).
+pub const VIDEO_PT: u8 = 96;
+pub const AUDIO_PT: u8 = 111;
+/// Bytes an appsrc may hold while its pipeline is stalled; older data is dropped beyond it.
+const APPSRC_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The RTP caps of one input.
+#[derive(Debug, Clone)]
+pub struct InputCaps {
+    pub kind: MediaKind,
+    /// `VP8`, `H264`, `OPUS`, ...
+    pub encoding_name: String,
+    pub clock_rate: u32,
+    pub channels: u16,
+}
+
+impl InputCaps {
+    fn to_caps(&self) -> gst::Caps {
+        // Integer fields must be i32, or the depayloader refuses the caps.
+        let payload = match self.kind {
+            MediaKind::Video => VIDEO_PT,
+            MediaKind::Audio => AUDIO_PT,
+        };
+        let mut caps = gst::Caps::builder("application/x-rtp")
+            .field("media", self.kind.as_str())
+            .field("encoding-name", self.encoding_name.as_str())
+            .field("clock-rate", self.clock_rate as i32)
+            .field("payload", payload as i32);
+        if self.kind == MediaKind::Audio && self.channels > 0 {
+            caps = caps.field("encoding-params", self.channels.to_string());
+        }
+        caps.build()
+    }
+}
+
+/// Something the pipeline reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputEvent {
+    /// An element asked for a keyframe (e.g. a depayloader after loss).
+    KeyframeRequested,
+    /// The pipeline failed; it is stopped.
+    Error { element: String, message: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot build the pipeline: {0}")]
+    Parse(#[from] glib::Error),
+    #[error("the pipeline lacks `appsrc name={0}`")]
+    MissingInput(&'static str),
+    #[error("cannot start the pipeline: {0}")]
+    Start(String),
+}
+
+/// A running pipeline. Dropping it stops it abruptly; call [`Output::finish`] to finalise.
+pub struct Output {
+    pipeline: gst::Pipeline,
+    video: Option<gst_app::AppSrc>,
+    audio: Option<gst_app::AppSrc>,
+    bus_task: tokio::task::JoinHandle<()>,
+    eos: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Output {
+    /// Build from a gst-launch description and start it. Pipeline events go to
+    /// `events`, tagged with `tag` (one channel can serve many outputs).
+    pub fn start(
+        description: &str,
+        video: Option<&InputCaps>,
+        audio: Option<&InputCaps>,
+        tag: u64,
+        events: mpsc::UnboundedSender<(u64, OutputEvent)>,
+    ) -> Result<Output, OutputError> {
+        crate::media::init()?;
+        let pipeline = gst::parse::launch(description)?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| OutputError::Start("the description is not a pipeline".into()))?;
+        let video_src = video.map(|c| configure_input(&pipeline, "video", c, tag, &events)).transpose()?;
+        let audio_src = audio.map(|c| configure_input(&pipeline, "audio", c, tag, &events)).transpose()?;
+        let bus = pipeline.bus().expect("a pipeline has a bus");
+        let (eos_tx, eos_rx) = tokio::sync::watch::channel(false);
+        let bus_events = events.clone();
+        let weak = pipeline.downgrade();
+        let bus_task = tokio::spawn(async move {
+            let mut messages = bus.stream_filtered(&[gst::MessageType::Eos, gst::MessageType::Error]);
+            while let Some(message) = messages.next().await {
+                match message.view() {
+                    gst::MessageView::Eos(_) => {
+                        let _ = eos_tx.send(true);
+                    }
+                    gst::MessageView::Error(e) => {
+                        let element = e.src().map(|s| s.name().to_string()).unwrap_or_default();
+                        let message = match e.debug() {
+                            Some(debug) => format!("{} ({debug})", e.error()),
+                            None => e.error().to_string(),
+                        };
+                        if let Some(p) = weak.upgrade() {
+                            let _ = p.set_state(gst::State::Null);
+                        }
+                        let _ = bus_events.send((tag, OutputEvent::Error { element, message }));
+                        let _ = eos_tx.send(true);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
+            bus_task.abort();
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(OutputError::Start(e.to_string()));
+        }
+        Ok(Output { pipeline, video: video_src, audio: audio_src, bus_task, eos: eos_rx })
+    }
+
+    /// Queue one serialised RTP packet. Never blocks; a stalled pipeline drops its oldest data.
+    pub fn push(&self, kind: MediaKind, packet: Bytes) {
+        let src = match kind {
+            MediaKind::Video => &self.video,
+            MediaKind::Audio => &self.audio,
+        };
+        if let Some(src) = src {
+            let _ = src.push_buffer(gst::Buffer::from_slice(packet));
+        }
+    }
+
+    pub fn has_input(&self, kind: MediaKind) -> bool {
+        match kind {
+            MediaKind::Video => self.video.is_some(),
+            MediaKind::Audio => self.audio.is_some(),
+        }
+    }
+
+    /// Lost and late packets of the jitter buffers so far, per input kind.
+    pub fn jitterbuffer_drops(&self) -> Vec<(MediaKind, u64, u64)> {
+        let mut drops = Vec::new();
+        for (kind, src) in [(MediaKind::Video, &self.video), (MediaKind::Audio, &self.audio)] {
+            let Some(src) = src else { continue };
+            if let Some(jb) = downstream_jitterbuffer(src.upcast_ref()) {
+                let stats = jb.property::<gst::Structure>("stats");
+                let lost = stats.get::<u64>("num-lost").unwrap_or(0);
+                let late = stats.get::<u64>("num-late").unwrap_or(0);
+                drops.push((kind, lost, late));
+            }
+        }
+        drops
+    }
+
+    /// End the inputs, let the muxer write its index and duration, stop.
+    /// Returns false if the end did not arrive within `timeout` (the
+    /// pipeline is stopped anyway; a Matroska file stays playable).
+    pub async fn finish(mut self, timeout: Duration) -> bool {
+        for src in [self.video.take(), self.audio.take()].into_iter().flatten() {
+            let _ = src.end_of_stream();
+        }
+        let mut eos = self.eos.clone();
+        let done = tokio::time::timeout(timeout, eos.wait_for(|reached| *reached)).await.is_ok();
+        let _ = self.pipeline.set_state(gst::State::Null);
+        self.bus_task.abort();
+        done
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+        self.bus_task.abort();
+    }
+}
+
+/// The first `rtpjitterbuffer` after an element, if the branch has one.
+fn downstream_jitterbuffer(element: &gst::Element) -> Option<gst::Element> {
+    let mut current = element.clone();
+    for _ in 0..4 {
+        let peer = current.static_pad("src")?.peer()?.parent_element()?;
+        if peer.factory().is_some_and(|f| f.name() == "rtpjitterbuffer") {
+            return Some(peer);
+        }
+        current = peer;
+    }
+    None
+}
+
+fn configure_input(
+    pipeline: &gst::Pipeline,
+    name: &'static str,
+    caps: &InputCaps,
+    tag: u64,
+    events: &mpsc::UnboundedSender<(u64, OutputEvent)>,
+) -> Result<gst_app::AppSrc, OutputError> {
+    let src = pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or(OutputError::MissingInput(name))?;
+    src.set_caps(Some(&caps.to_caps()));
+    src.set_format(gst::Format::Time);
+    src.set_is_live(true);
+    src.set_do_timestamp(true);
+    src.set_max_bytes(APPSRC_MAX_BYTES);
+    src.set_leaky_type(gst_app::AppLeakyType::Downstream);
+    if let Some(pad) = src.static_pad("src") {
+        let events = events.clone();
+        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if info.event().is_some_and(|e| gstreamer_video::ForceKeyUnitEvent::is(e)) {
+                let _ = events.send((tag, OutputEvent::KeyframeRequested));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    Ok(src)
+}

@@ -1,0 +1,13 @@
+//! Recording and relaying rooms.
+//!
+//! - [`naming`]: safe paths and file names (pure).
+//! - [`manifest`]: the `.json` sidecar of each recording.
+//! - [`chat_log`]: a room's `chat.jsonl`.
+//! - [`stream`]: one received stream → its recording and relay pipelines (media policy lives here).
+//! - [`room`]: one room's streams and chat log, driven by participant events.
+
+pub mod chat_log;
+pub mod manifest;
+pub mod naming;
+pub mod room;
+pub mod stream;

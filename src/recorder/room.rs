@@ -1,0 +1,257 @@
+//! Everything recorded from one room: a [`StreamHandle`] per received
+//! stream (its file, and the relay if this stream is the one relayed) and
+//! the room's `chat.jsonl`. Driven by the participant's events; whoever owns
+//! the participant (the `join`/`relay` commands, the auto-recorder of
+//! `serve`) passes every event to [`RoomRecorder::on_event`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::chat_log::{ChatLog, Origin};
+use super::naming;
+use super::stream::{OutputReport, OutputSettings, StreamCommand, StreamContext, StreamHandle, Target};
+use crate::participant::channels::Channel;
+use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo};
+use crate::participant::streams::StreamEvents;
+
+/// Which stream of a room to relay, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelaySpec {
+    pub url: String,
+    /// Only this peer (socket id or display name).
+    pub peer: Option<String>,
+    /// Only a stream emitted under this event. Default: the first stream with
+    /// video that is not a screen share.
+    pub event: Option<String>,
+    pub template: Option<String>,
+}
+
+/// What to do with one room.
+#[derive(Debug, Clone, Default)]
+pub struct RoomPlan {
+    pub room: String,
+    /// Record every stream into `<dir>/<room>/`.
+    pub recordings_dir: Option<PathBuf>,
+    /// Override the template choice for recordings.
+    pub record_template: Option<String>,
+    pub relay: Option<RelaySpec>,
+    /// Log the ctrl channel and these broadcast channels to `chat.jsonl` (needs `recordings_dir`).
+    pub log_channels: Vec<String>,
+}
+
+struct StreamEntry {
+    handle: StreamHandle,
+    peer: PeerInfo,
+    events: Option<StreamEvents>,
+    has_video: bool,
+}
+
+pub struct RoomRecorder {
+    plan: RoomPlan,
+    settings: OutputSettings,
+    streams: HashMap<(String, String), StreamEntry>,
+    /// The stream currently relayed.
+    relayed: Option<(String, String)>,
+    chat: Option<ChatLog>,
+    chat_failed: bool,
+    /// Streams being finalised in the background.
+    ending: Vec<tokio::task::JoinHandle<Vec<OutputReport>>>,
+    reports: Vec<OutputReport>,
+}
+
+impl RoomRecorder {
+    pub fn new(plan: RoomPlan, settings: OutputSettings) -> RoomRecorder {
+        RoomRecorder {
+            plan,
+            settings,
+            streams: HashMap::new(),
+            relayed: None,
+            chat: None,
+            chat_failed: false,
+            ending: Vec::new(),
+            reports: Vec::new(),
+        }
+    }
+
+    pub fn room_dir(&self) -> Option<PathBuf> {
+        self.plan.recordings_dir.as_ref().map(|d| naming::room_dir(d, &self.plan.room))
+    }
+
+    pub fn on_event(&mut self, event: ParticipantEvent) {
+        match event {
+            ParticipantEvent::StreamStarted { peer, stream_id, events } => {
+                let key = (peer.id.clone(), stream_id.clone());
+                if self.streams.contains_key(&key) {
+                    return;
+                }
+                let targets: Vec<Target> = self
+                    .room_dir()
+                    .map(|room_dir| Target::Record { room_dir, template: self.plan.record_template.clone() })
+                    .into_iter()
+                    .collect();
+                let context = StreamContext {
+                    room: self.plan.room.clone(),
+                    peer: peer.clone(),
+                    stream_id,
+                    events: events.clone(),
+                };
+                let handle = StreamHandle::start(context, targets, self.settings.clone());
+                self.streams.insert(key, StreamEntry { handle, peer, events, has_video: false });
+            }
+            ParticipantEvent::StreamMetadata { peer, stream_id, events } => {
+                if let Some(entry) = self.streams.get_mut(&(peer.id, stream_id)) {
+                    entry.events = Some(events.clone());
+                    entry.handle.send(StreamCommand::Metadata(events));
+                }
+            }
+            ParticipantEvent::Track(track) => {
+                let key = (track.peer.id.clone(), track.stream_id.clone());
+                let Some(entry) = self.streams.get_mut(&key) else {
+                    tracing::debug!(stream = %track.stream_id, "track of an unknown stream ignored");
+                    return;
+                };
+                entry.has_video |= track.kind == MediaKind::Video;
+                entry.handle.send(StreamCommand::Track(track));
+                self.pick_relay();
+            }
+            ParticipantEvent::StreamEnded { peer, stream_id, reason } => {
+                let key = (peer.id, stream_id);
+                if let Some(entry) = self.streams.remove(&key) {
+                    self.ending.push(tokio::spawn(async move { entry.handle.stop(reason).await }));
+                }
+                if self.relayed.as_ref() == Some(&key) {
+                    self.relayed = None;
+                    self.pick_relay();
+                }
+            }
+            ParticipantEvent::Message(message) => {
+                if self.logs(&message.channel) {
+                    let room = self.plan.room.clone();
+                    if let Some(chat) = self.chat_log() {
+                        let (peer, channel) = (&message.peer, message.channel.name());
+                        let origin = Origin { room: &room, peer_id: &peer.id, peer_name: &peer.name, channel, at: message.at };
+                        if let Err(e) = chat.text(origin, &message.event, &message.args) {
+                            tracing::warn!(error = %e, "cannot write chat.jsonl");
+                        }
+                    }
+                }
+            }
+            ParticipantEvent::Binary { peer, channel, data, at } => {
+                if self.logs(&channel) {
+                    let room = self.plan.room.clone();
+                    if let Some(chat) = self.chat_log() {
+                        let origin =
+                            Origin { room: &room, peer_id: &peer.id, peer_name: &peer.name, channel: channel.name(), at };
+                        if let Err(e) = chat.binary(origin, &data) {
+                            tracing::warn!(error = %e, "cannot write chat.jsonl");
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn logs(&self, channel: &Channel) -> bool {
+        self.plan.recordings_dir.is_some()
+            && match channel {
+                Channel::Ctrl => true,
+                Channel::Broadcast(name) => self.plan.log_channels.iter().any(|c| c == name),
+            }
+    }
+
+    fn chat_log(&mut self) -> Option<&mut ChatLog> {
+        if self.chat.is_none() && !self.chat_failed {
+            let dir = self.room_dir()?;
+            match ChatLog::open(&dir) {
+                Ok(log) => self.chat = Some(log),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot open chat.jsonl; messages are not logged");
+                    self.chat_failed = true;
+                }
+            }
+        }
+        self.chat.as_mut()
+    }
+
+    /// Give the relay to the first matching stream with video, if it is free.
+    fn pick_relay(&mut self) {
+        let Some(spec) = self.plan.relay.clone() else { return };
+        if self.relayed.is_some() {
+            return;
+        }
+        let chosen = self
+            .streams
+            .iter()
+            .filter(|(_, e)| e.has_video && relay_matches(&spec, &e.peer, e.events.as_ref()))
+            .map(|(k, _)| k.clone())
+            .min();
+        if let Some(key) = chosen {
+            tracing::info!(room = %self.plan.room, peer = %key.0, stream = %key.1, "relaying this stream");
+            let target = Target::Relay { url: spec.url.clone(), template: spec.template.clone() };
+            self.streams[&key].handle.send(StreamCommand::AddTarget(target));
+            self.relayed = Some(key);
+        }
+    }
+
+    /// Finalise every output (in parallel) and close the chat log.
+    pub async fn stop(mut self, reason: &str) -> Vec<OutputReport> {
+        let stops: Vec<_> = self.streams.drain().map(|(_, e)| e.handle.stop(reason)).collect();
+        for reports in futures_util::future::join_all(stops).await {
+            self.reports.extend(reports);
+        }
+        for ending in self.ending.drain(..) {
+            self.reports.extend(ending.await.unwrap_or_default());
+        }
+        if let Some(chat) = &self.chat
+            && let Err(e) = chat.sync()
+        {
+            tracing::warn!(error = %e, "cannot sync chat.jsonl");
+        }
+        self.reports
+    }
+}
+
+fn relay_matches(spec: &RelaySpec, peer: &PeerInfo, events: Option<&StreamEvents>) -> bool {
+    if let Some(wanted) = &spec.peer
+        && wanted != &peer.id
+        && wanted != &peer.name
+    {
+        return false;
+    }
+    let names: Vec<&str> = events.map(|e| e.keys().map(String::as_str).collect()).unwrap_or_default();
+    match &spec.event {
+        Some(event) => names.contains(&event.as_str()),
+        None => !names.iter().any(|n| n.to_ascii_lowercase().contains("screen")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: &str, name: &str) -> PeerInfo {
+        PeerInfo { id: id.into(), name: name.into() }
+    }
+
+    fn events(names: &[&str]) -> StreamEvents {
+        names.iter().map(|n| (n.to_string(), vec![])).collect()
+    }
+
+    #[test]
+    fn relay_filters_by_peer_id_or_name_and_event() {
+        let any = RelaySpec { url: "rtmp://x".into(), peer: None, event: None, template: None };
+        assert!(relay_matches(&any, &peer("a", "Alice"), Some(&events(&["camera"]))));
+        assert!(relay_matches(&any, &peer("a", "Alice"), None));
+        assert!(!relay_matches(&any, &peer("a", "Alice"), Some(&events(&["screen"]))));
+        assert!(!relay_matches(&any, &peer("a", "Alice"), Some(&events(&["screenShare"]))));
+        let by_name = RelaySpec { peer: Some("Alice".into()), ..any.clone() };
+        assert!(relay_matches(&by_name, &peer("a", "Alice"), None));
+        assert!(!relay_matches(&by_name, &peer("b", "Bob"), None));
+        let by_id = RelaySpec { peer: Some("b".into()), ..any.clone() };
+        assert!(relay_matches(&by_id, &peer("b", "Bob"), None));
+        let by_event = RelaySpec { event: Some("screen".into()), ..any };
+        assert!(relay_matches(&by_event, &peer("a", "Alice"), Some(&events(&["screen"]))));
+        assert!(!relay_matches(&by_event, &peer("a", "Alice"), Some(&events(&["camera"]))));
+    }
+}

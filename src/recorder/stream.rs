@@ -1,0 +1,694 @@
+//! One received stream and the outputs made of it: its recording and, if
+//! asked, its relay. One task per stream reads the stream's tracks once and
+//! feeds every output.
+//!
+//! The task owns the stream's media policy:
+//! - it waits up to `track_wait` for the stream's tracks to arrive before
+//!   starting an output, so audio and video of one stream share a file;
+//! - it rewrites RTP to one continuous sequence per kind ([`Continuity`]),
+//!   so `replaceTrack` or a re-added track continues the same file;
+//! - video passes through a [`KeyframeGate`] per output (nothing before the
+//!   first keyframe is written; PLIs at start, every 500 ms until one
+//!   arrives, after a source change and when a pipeline asks);
+//! - when the set of tracks changes for good (a kind appears or disappears,
+//!   a codec changes) the current file is finalised and a new one continues it;
+//! - a failed pipeline (full disk, RTMP server gone) is finalised as failed
+//!   and restarted with back-off.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rtc::shared::marshal::Marshal;
+use tokio::sync::mpsc;
+
+use super::manifest::{self, CodecSummary, Codecs, Manifest, PeerSummary, RecordingState};
+use super::naming::RecordingName;
+use crate::media::continuity::{Continuity, LossCounter};
+use crate::media::keyframes::{GateDecision, KeyframeGate, VideoCodec};
+use crate::media::output::{AUDIO_PT, InputCaps, Output, OutputEvent, VIDEO_PT};
+use crate::media::templates::{TemplateKind, TemplateSet, Values};
+use crate::metrics::MediaMetrics;
+use crate::participant::events::{CodecInfo, KeyframeRequester, MediaKind, PeerInfo, ReceivedTrack, RtpPacket};
+use crate::participant::streams::StreamEvents;
+
+/// SSRCs of the continuous streams we push into pipelines.
+const VIDEO_SSRC: u32 = 0x5254_4356;
+const AUDIO_SSRC: u32 = 0x5254_4341;
+const TICK: Duration = Duration::from_millis(100);
+const HOUSEKEEPING: Duration = Duration::from_secs(2);
+
+/// Settings shared by every output of a gateway.
+#[derive(Clone)]
+pub struct OutputSettings {
+    pub templates: Arc<TemplateSet>,
+    pub jitter_latency_ms: u32,
+    pub relay_video_kbps: u32,
+    /// How long to wait for a stream's other tracks (and for a replacement of a removed one).
+    pub track_wait: Duration,
+    /// Longest wait for a pipeline to finalise its file.
+    pub finish_timeout: Duration,
+    pub metrics: MediaMetrics,
+}
+
+/// Who and what the stream is.
+#[derive(Debug, Clone)]
+pub struct StreamContext {
+    pub room: String,
+    pub peer: PeerInfo,
+    pub stream_id: String,
+    pub events: Option<StreamEvents>,
+}
+
+/// What to make of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Files in this room directory; `template` overrides the choice by codec.
+    Record { room_dir: PathBuf, template: Option<String> },
+    /// A live feed to this URL.
+    Relay { url: String, template: Option<String> },
+}
+
+impl Target {
+    fn kind(&self) -> TemplateKind {
+        match self {
+            Target::Record { .. } => TemplateKind::Record,
+            Target::Relay { .. } => TemplateKind::Relay,
+        }
+    }
+    fn template(&self) -> Option<&str> {
+        match self {
+            Target::Record { template, .. } | Target::Relay { template, .. } => template.as_deref(),
+        }
+    }
+}
+
+pub enum StreamCommand {
+    Track(ReceivedTrack),
+    Metadata(StreamEvents),
+    AddTarget(Target),
+    RemoveTarget(Target),
+    Stop { reason: String },
+}
+
+/// How an output of the stream ended (for logs and tests).
+#[derive(Debug, Clone)]
+pub struct OutputReport {
+    pub target: Target,
+    pub file: Option<PathBuf>,
+    pub state: RecordingState,
+    pub reason: String,
+}
+
+/// The running stream task.
+pub struct StreamHandle {
+    commands: mpsc::UnboundedSender<StreamCommand>,
+    task: tokio::task::JoinHandle<Vec<OutputReport>>,
+}
+
+impl StreamHandle {
+    pub fn start(context: StreamContext, targets: Vec<Target>, settings: OutputSettings) -> StreamHandle {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(StreamTask::new(context, targets, settings).run(rx));
+        StreamHandle { commands, task }
+    }
+
+    pub fn send(&self, command: StreamCommand) {
+        let _ = self.commands.send(command);
+    }
+
+    /// Finalise every output and wait for it (bounded by the finish timeout per output).
+    pub async fn stop(self, reason: &str) -> Vec<OutputReport> {
+        let _ = self.commands.send(StreamCommand::Stop { reason: reason.to_string() });
+        self.task.await.unwrap_or_default()
+    }
+}
+
+struct Input {
+    codec: CodecInfo,
+    packets: mpsc::Receiver<RtpPacket>,
+    keyframes: KeyframeRequester,
+    closed_at: Option<Instant>,
+}
+
+struct RecordFile {
+    path: PathBuf,
+    manifest_path: PathBuf,
+    manifest: Manifest,
+    bytes_counted: u64,
+}
+
+struct Active {
+    tag: u64,
+    output: Output,
+    template: String,
+    video: Option<String>,
+    audio: Option<String>,
+    gate: Option<KeyframeGate>,
+    gate_opened: Instant,
+    started: Instant,
+    record: Option<RecordFile>,
+    jitter_counted: Vec<(MediaKind, u64, u64)>,
+}
+
+struct Slot {
+    target: Target,
+    active: Option<Active>,
+    retry_at: Option<Instant>,
+    failures: u32,
+    /// No template handles the stream's codecs; do not retry until they change.
+    unsupported: Option<(Option<String>, Option<String>)>,
+    reports: Vec<OutputReport>,
+}
+
+struct StreamTask {
+    context: StreamContext,
+    settings: OutputSettings,
+    slots: Vec<Slot>,
+    video: Option<Input>,
+    audio: Option<Input>,
+    video_continuity: Continuity,
+    audio_continuity: Continuity,
+    video_loss: LossCounter,
+    audio_loss: LossCounter,
+    first_track_at: Option<Instant>,
+    next_tag: u64,
+    events_tx: mpsc::UnboundedSender<(u64, OutputEvent)>,
+    events_rx: mpsc::UnboundedReceiver<(u64, OutputEvent)>,
+    last_housekeeping: Instant,
+}
+
+async fn recv_input(input: &mut Option<Input>) -> Option<RtpPacket> {
+    match input {
+        Some(i) if i.closed_at.is_none() => i.packets.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
+fn encoding(input: &Option<Input>) -> Option<String> {
+    input.as_ref().map(|i| i.codec.encoding_name())
+}
+
+impl StreamTask {
+    fn new(context: StreamContext, targets: Vec<Target>, settings: OutputSettings) -> StreamTask {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        StreamTask {
+            context,
+            settings,
+            slots: targets.into_iter().map(Slot::new).collect(),
+            video: None,
+            audio: None,
+            video_continuity: Continuity::new(90_000),
+            audio_continuity: Continuity::new(48_000),
+            video_loss: LossCounter::default(),
+            audio_loss: LossCounter::default(),
+            first_track_at: None,
+            next_tag: 0,
+            events_tx,
+            events_rx,
+            last_housekeeping: Instant::now(),
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<StreamCommand>) -> Vec<OutputReport> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reason = loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None => break "stopped".to_string(),
+                    Some(StreamCommand::Stop { reason }) => break reason,
+                    Some(command) => self.on_command(command).await,
+                },
+                packet = recv_input(&mut self.video) => match packet {
+                    Some(p) => self.on_packet(MediaKind::Video, p),
+                    None => self.on_input_closed(MediaKind::Video),
+                },
+                packet = recv_input(&mut self.audio) => match packet {
+                    Some(p) => self.on_packet(MediaKind::Audio, p),
+                    None => self.on_input_closed(MediaKind::Audio),
+                },
+                Some((tag, event)) = self.events_rx.recv() => self.on_output_event(tag, event).await,
+                _ = tick.tick() => self.on_tick().await,
+            }
+        };
+        let mut reports = Vec::new();
+        for index in 0..self.slots.len() {
+            self.finish(index, &reason, None).await;
+            reports.append(&mut self.slots[index].reports);
+        }
+        reports
+    }
+
+    async fn on_command(&mut self, command: StreamCommand) {
+        match command {
+            StreamCommand::Track(track) => self.on_track(track),
+            StreamCommand::Metadata(events) => {
+                self.context.events = Some(events);
+                for slot in &mut self.slots {
+                    if let Some(record) = slot.active.as_mut().and_then(|a| a.record.as_mut()) {
+                        record.manifest.events = self.context.events.clone();
+                        record.manifest.event = manifest::primary_event(self.context.events.as_ref());
+                        write_manifest_logged(record);
+                    }
+                }
+            }
+            StreamCommand::AddTarget(target) => {
+                if !self.slots.iter().any(|s| s.target == target) {
+                    self.slots.push(Slot::new(target));
+                }
+            }
+            StreamCommand::RemoveTarget(target) => {
+                if let Some(index) = self.slots.iter().position(|s| s.target == target) {
+                    self.finish(index, "stopped", None).await;
+                    self.slots.remove(index);
+                }
+            }
+            StreamCommand::Stop { .. } => unreachable!("handled by run"),
+        }
+    }
+
+    fn on_track(&mut self, track: ReceivedTrack) {
+        tracing::debug!(stream = %self.context.stream_id, kind = track.kind.as_str(), codec = %track.codec.mime_type, "track for recording");
+        let input = Input { codec: track.codec, packets: track.packets, keyframes: track.keyframes, closed_at: None };
+        match track.kind {
+            MediaKind::Video => self.video = Some(input),
+            MediaKind::Audio => self.audio = Some(input),
+        }
+        self.first_track_at.get_or_insert_with(Instant::now);
+    }
+
+    fn on_input_closed(&mut self, kind: MediaKind) {
+        let input = match kind {
+            MediaKind::Video => &mut self.video,
+            MediaKind::Audio => &mut self.audio,
+        };
+        if let Some(i) = input.as_mut() {
+            i.closed_at = Some(Instant::now());
+        }
+    }
+
+    fn request_keyframe(&self, reason: &str) {
+        if let Some(video) = &self.video {
+            video.keyframes.request();
+            self.settings.metrics.keyframe_requests_total.with_label_values(&[reason]).inc();
+        }
+    }
+
+    fn on_packet(&mut self, kind: MediaKind, mut packet: RtpPacket) {
+        let now = Instant::now();
+        let header = &mut packet.header;
+        let (continuity, loss, ssrc, pt) = match kind {
+            MediaKind::Video => (&mut self.video_continuity, &mut self.video_loss, VIDEO_SSRC, VIDEO_PT),
+            MediaKind::Audio => (&mut self.audio_continuity, &mut self.audio_loss, AUDIO_SSRC, AUDIO_PT),
+        };
+        let lost = loss.on_packet(header.ssrc, header.sequence_number);
+        if lost > 0 {
+            self.settings.metrics.packets_lost_total.with_label_values(&[kind.as_str()]).inc_by(lost);
+        }
+        let rewritten = continuity.rewrite(now, header.ssrc, header.sequence_number, header.timestamp);
+        header.ssrc = ssrc;
+        header.payload_type = pt;
+        header.sequence_number = rewritten.sequence_number;
+        header.timestamp = rewritten.timestamp;
+        let Ok(bytes) = packet.marshal() else { return };
+        let bytes = bytes.freeze();
+        if rewritten.new_source && kind == MediaKind::Video {
+            let mut any = false;
+            for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
+                if let Some(gate) = active.gate.as_mut() {
+                    any |= gate.restart(now);
+                    active.gate_opened = now;
+                }
+            }
+            if any {
+                self.request_keyframe("source_change");
+            }
+        }
+        let mut pli: Option<&str> = None;
+        for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
+            if !active.output.has_input(kind) {
+                continue;
+            }
+            if kind == MediaKind::Video
+                && let Some(gate) = active.gate.as_mut()
+            {
+                let before = gate.keyframes_seen();
+                let GateDecision { pass, request_keyframe, first_keyframe } =
+                    gate.on_packet(now, rewritten.timestamp, &packet.payload);
+                if gate.keyframes_seen() > before {
+                    self.settings.metrics.keyframes_total.inc();
+                }
+                if request_keyframe {
+                    pli = Some(if now.duration_since(active.gate_opened) < Duration::from_millis(50) {
+                        "start"
+                    } else {
+                        "retry"
+                    });
+                }
+                if first_keyframe {
+                    let waited = now.duration_since(active.gate_opened);
+                    self.settings.metrics.first_keyframe_seconds.observe(waited.as_secs_f64());
+                    if let Some(record) = active.record.as_mut()
+                        && record.manifest.first_keyframe_ms.is_none()
+                    {
+                        record.manifest.first_keyframe_ms = Some(now.duration_since(active.started).as_millis() as u64);
+                    }
+                }
+                if !pass {
+                    continue;
+                }
+            }
+            active.output.push(kind, bytes.clone());
+        }
+        if let Some(reason) = pli {
+            self.request_keyframe(reason);
+        }
+    }
+
+    async fn on_output_event(&mut self, tag: u64, event: OutputEvent) {
+        let Some(index) = self.slots.iter().position(|s| s.active.as_ref().is_some_and(|a| a.tag == tag)) else {
+            return;
+        };
+        match event {
+            OutputEvent::KeyframeRequested => {
+                let now = Instant::now();
+                let wanted = self.slots[index]
+                    .active
+                    .as_mut()
+                    .and_then(|a| a.gate.as_mut())
+                    .is_some_and(|g| g.on_pipeline_request(now));
+                if wanted {
+                    self.request_keyframe("pipeline");
+                }
+            }
+            OutputEvent::Error { element, message } => {
+                let template = self.slots[index].active.as_ref().map(|a| a.template.clone()).unwrap_or_default();
+                tracing::warn!(room = %self.context.room, stream = %self.context.stream_id, %template, %element, %message, "output pipeline failed");
+                self.settings.metrics.pipeline_errors_total.with_label_values(&[&template]).inc();
+                self.finish(index, "pipeline-error", Some(format!("{element}: {message}"))).await;
+                let slot = &mut self.slots[index];
+                slot.failures += 1;
+                let backoff = match slot.target {
+                    Target::Record { .. } => Duration::from_secs(2u64.saturating_pow(slot.failures).min(30)),
+                    Target::Relay { .. } => Duration::from_secs(slot.failures.min(10) as u64),
+                };
+                slot.retry_at = Some(Instant::now() + backoff);
+            }
+        }
+    }
+
+    /// The tracks an output should have now (`None` while still assembling).
+    fn wanted_codecs(&mut self, now: Instant) -> Option<(Option<String>, Option<String>)> {
+        let wait = self.settings.track_wait;
+        // A removed track that was not replaced in time is gone for good.
+        for input in [&mut self.video, &mut self.audio] {
+            if input.as_ref().and_then(|i| i.closed_at).is_some_and(|t| now.duration_since(t) >= wait) {
+                *input = None;
+            }
+        }
+        let first = self.first_track_at?;
+        let complete = self.video.is_some() && self.audio.is_some();
+        if !complete && now.duration_since(first) < wait {
+            return None;
+        }
+        Some((encoding(&self.video), encoding(&self.audio)))
+    }
+
+    async fn on_tick(&mut self) {
+        let now = Instant::now();
+        let wanted = self.wanted_codecs(now);
+        for index in 0..self.slots.len() {
+            let Some((video, audio)) = wanted.clone() else { break };
+            let slot = &self.slots[index];
+            let current = slot.active.as_ref().map(|a| (a.video.clone(), a.audio.clone()));
+            match current {
+                Some(current) if current == (video.clone(), audio.clone()) => {}
+                Some(_) => {
+                    self.finish(index, "tracks-changed", None).await;
+                    if video.is_some() || audio.is_some() {
+                        self.start(index, video, audio);
+                    }
+                }
+                None => {
+                    let retry_due = slot.retry_at.is_none_or(|t| now >= t);
+                    let unsupported = slot.unsupported.as_ref() == Some(&(video.clone(), audio.clone()));
+                    if retry_due && !unsupported && (video.is_some() || audio.is_some()) {
+                        self.start(index, video, audio);
+                    }
+                }
+            }
+        }
+        let mut retry = false;
+        for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
+            if let Some(gate) = active.gate.as_mut() {
+                retry |= gate.on_tick(now);
+            }
+        }
+        if retry {
+            self.request_keyframe("retry");
+        }
+        if now.duration_since(self.last_housekeeping) >= HOUSEKEEPING {
+            self.last_housekeeping = now;
+            self.housekeeping();
+        }
+    }
+
+    /// Counters that are read rather than pushed: file sizes, jitter-buffer drops.
+    fn housekeeping(&mut self) {
+        let metrics = &self.settings.metrics;
+        for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
+            count_jitterbuffer_drops(active, metrics);
+            if let Some(record) = active.record.as_mut() {
+                count_bytes_written(record, metrics);
+            }
+        }
+    }
+
+    fn start(&mut self, index: usize, video: Option<String>, audio: Option<String>) {
+        let settings = self.settings.clone();
+        let slot = &mut self.slots[index];
+        slot.retry_at = None;
+        let template = match settings.templates.choose(slot.target.kind(), video.as_deref(), audio.as_deref(), slot.target.template()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(room = %self.context.room, stream = %self.context.stream_id, error = %e, "stream not handled");
+                slot.unsupported = Some((video, audio));
+                return;
+            }
+        };
+        slot.unsupported = None;
+        let started_at = SystemTime::now();
+        let mut values =
+            Values { latency_ms: settings.jitter_latency_ms, video_kbps: settings.relay_video_kbps, ..Values::default() };
+        let mut record = None;
+        match &slot.target {
+            Target::Record { room_dir, .. } => {
+                match new_record_file(&self.context, room_dir, &template.name, &template.extension, started_at, &self.video, &self.audio) {
+                    Ok(file) => {
+                        values.location = Some(file.path.clone());
+                        record = Some(file);
+                    }
+                    Err(e) => {
+                        tracing::warn!(room = %self.context.room, dir = %room_dir.display(), error = %e, "cannot create the recording file");
+                        settings.metrics.recordings_total.with_label_values(&["failed"]).inc();
+                        slot.failures += 1;
+                        slot.retry_at = Some(Instant::now() + Duration::from_secs(2u64.saturating_pow(slot.failures).min(30)));
+                        return;
+                    }
+                }
+            }
+            Target::Relay { url, .. } => values.rtmp_url = Some(url.clone()),
+        }
+        let description = match template.description(video.as_deref(), audio.as_deref(), &values) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "template cannot take the stream");
+                slot.unsupported = Some((video, audio));
+                return;
+            }
+        };
+        let caps = |input: &Option<Input>, kind: MediaKind| {
+            input.as_ref().map(|i| InputCaps {
+                kind,
+                encoding_name: i.codec.encoding_name(),
+                clock_rate: i.codec.clock_rate,
+                channels: i.codec.channels,
+            })
+        };
+        let video_caps = video.as_ref().and(caps(&self.video, MediaKind::Video));
+        let audio_caps = audio.as_ref().and(caps(&self.audio, MediaKind::Audio));
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        tracing::debug!(%description, "output pipeline");
+        match Output::start(&description, video_caps.as_ref(), audio_caps.as_ref(), tag, self.events_tx.clone()) {
+            Ok(output) => {
+                let now = Instant::now();
+                match &slot.target {
+                    Target::Record { .. } => settings.metrics.recordings_active.inc(),
+                    Target::Relay { .. } => settings.metrics.relays_active.inc(),
+                };
+                if let Some(file) = &record {
+                    tracing::info!(room = %self.context.room, peer = %self.context.peer.id, stream = %self.context.stream_id, file = %file.path.display(), template = %template.name, "recording");
+                } else {
+                    tracing::info!(room = %self.context.room, peer = %self.context.peer.id, stream = %self.context.stream_id, template = %template.name, "relaying");
+                }
+                slot.active = Some(Active {
+                    tag,
+                    output,
+                    template: template.name.clone(),
+                    gate: video.as_deref().map(|v| KeyframeGate::new(VideoCodec::from_encoding_name(v))),
+                    video,
+                    audio,
+                    gate_opened: now,
+                    started: now,
+                    record,
+                    jitter_counted: Vec::new(),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(template = %template.name, error = %e, "cannot start the output pipeline");
+                settings.metrics.pipeline_errors_total.with_label_values(&[&template.name]).inc();
+                if let Some(mut file) = record {
+                    file.manifest.error = Some(e.to_string());
+                    file.manifest.finish(RecordingState::Failed, SystemTime::now(), "pipeline-error", None);
+                    write_manifest_logged(&file);
+                    settings.metrics.recordings_total.with_label_values(&["failed"]).inc();
+                }
+                slot.failures += 1;
+                slot.retry_at = Some(Instant::now() + Duration::from_secs(2u64.saturating_pow(slot.failures).min(30)));
+            }
+        }
+    }
+
+    /// Finalise the slot's output (if any) and complete its manifest.
+    async fn finish(&mut self, index: usize, reason: &str, error: Option<String>) {
+        let Some(mut active) = self.slots[index].active.take() else { return };
+        let metrics = self.settings.metrics.clone();
+        count_jitterbuffer_drops(&mut active, &metrics);
+        let failed = error.is_some();
+        let finalised = if failed { false } else { active.output.finish(self.settings.finish_timeout).await };
+        let target = self.slots[index].target.clone();
+        match &target {
+            Target::Record { .. } => metrics.recordings_active.dec(),
+            Target::Relay { .. } => metrics.relays_active.dec(),
+        }
+        let mut file = None;
+        let state = if failed { RecordingState::Failed } else { RecordingState::Finished };
+        if let Some(mut record) = active.record.take() {
+            count_bytes_written(&mut record, &metrics);
+            let size = std::fs::metadata(&record.path).map(|m| m.len()).ok();
+            record.manifest.error = error.clone();
+            if !failed && !finalised {
+                record.manifest.error = Some(format!("the file was not finalised within {:?}", self.settings.finish_timeout));
+            }
+            record.manifest.finish(state, SystemTime::now(), reason, size);
+            write_manifest_logged(&record);
+            let result = if failed { "failed" } else { "finished" };
+            metrics.recordings_total.with_label_values(&[result]).inc();
+            tracing::info!(file = %record.path.display(), reason, result, bytes = size.unwrap_or(0), "recording ended");
+            file = Some(record.path);
+        } else {
+            tracing::info!(stream = %self.context.stream_id, reason, "relay ended");
+        }
+        self.slots[index].reports.push(OutputReport { target, file, state, reason: reason.to_string() });
+    }
+}
+
+impl Slot {
+    fn new(target: Target) -> Slot {
+        Slot { target, active: None, retry_at: None, failures: 0, unsupported: None, reports: Vec::new() }
+    }
+}
+
+fn new_record_file(
+    context: &StreamContext,
+    room_dir: &std::path::Path,
+    template: &str,
+    extension: &str,
+    started_at: SystemTime,
+    video: &Option<Input>,
+    audio: &Option<Input>,
+) -> std::io::Result<RecordFile> {
+    std::fs::create_dir_all(room_dir)?;
+    let event = manifest::primary_event(context.events.as_ref());
+    let name = RecordingName {
+        started: started_at,
+        peer_id: &context.peer.id,
+        event: &event,
+        stream_id: &context.stream_id,
+        extension,
+    };
+    // Claim a free name atomically (a stream restarted within a second gets `-2`).
+    let mut attempt = 1;
+    let path = loop {
+        let path = room_dir.join(name.file_name(attempt));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(_) => break path,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    let (started_at_text, started_unix_ms) = Manifest::started(started_at);
+    let record = RecordFile {
+        manifest_path: manifest::manifest_path(&path),
+        manifest: Manifest {
+            state: RecordingState::Recording,
+            file: path.file_name().unwrap_or_default().to_string_lossy().to_string(),
+            room: context.room.clone(),
+            peer: PeerSummary { id: context.peer.id.clone(), name: context.peer.name.clone() },
+            stream_id: context.stream_id.clone(),
+            event,
+            events: context.events.clone(),
+            template: template.to_string(),
+            codecs: Codecs {
+                video: video.as_ref().map(|i| CodecSummary::from(&i.codec)),
+                audio: audio.as_ref().map(|i| CodecSummary::from(&i.codec)),
+            },
+            started_at: started_at_text,
+            started_unix_ms,
+            ended_at: None,
+            ended_unix_ms: None,
+            duration_secs: None,
+            size_bytes: None,
+            end_reason: None,
+            error: None,
+            first_keyframe_ms: None,
+        },
+        path,
+        bytes_counted: 0,
+    };
+    manifest::write_manifest(&record.manifest_path, &record.manifest)?;
+    Ok(record)
+}
+
+fn write_manifest_logged(record: &RecordFile) {
+    if let Err(e) = manifest::write_manifest(&record.manifest_path, &record.manifest) {
+        tracing::warn!(path = %record.manifest_path.display(), error = %e, "cannot write the manifest");
+    }
+}
+
+fn count_bytes_written(record: &mut RecordFile, metrics: &MediaMetrics) {
+    if let Ok(meta) = std::fs::metadata(&record.path) {
+        let size = meta.len();
+        if size > record.bytes_counted {
+            metrics.recording_bytes_written_total.inc_by(size - record.bytes_counted);
+            record.bytes_counted = size;
+        }
+    }
+}
+
+fn count_jitterbuffer_drops(active: &mut Active, metrics: &MediaMetrics) {
+    for (kind, lost, late) in active.output.jitterbuffer_drops() {
+        let (prev_lost, prev_late) = active
+            .jitter_counted
+            .iter()
+            .find(|(k, _, _)| *k == kind)
+            .map(|(_, l, t)| (*l, *t))
+            .unwrap_or((0, 0));
+        metrics.jitterbuffer_drops_total.with_label_values(&[kind.as_str(), "lost"]).inc_by(lost.saturating_sub(prev_lost));
+        metrics.jitterbuffer_drops_total.with_label_values(&[kind.as_str(), "late"]).inc_by(late.saturating_sub(prev_late));
+        active.jitter_counted.retain(|(k, _, _)| *k != kind);
+        active.jitter_counted.push((kind, lost, late));
+    }
+}
