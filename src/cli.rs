@@ -19,7 +19,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the signaling server (and, in later versions, recorder) until SIGTERM/SIGINT.
+    /// Run the signaling server and record its rooms until SIGTERM/SIGINT.
     Serve(ServeArgs),
     /// Print the effective configuration as TOML after validating it, then exit.
     Config(ConfigArgs),
@@ -27,6 +27,67 @@ pub enum Command {
     Join(JoinArgs),
     /// Join a room and publish a test stream (and optionally chat) like a browser would.
     Publish(PublishArgs),
+    /// Relay one stream of a room on any rtc.io server to an RTMP URL until stopped.
+    Relay(RelayArgs),
+    /// Inspect the pipeline templates.
+    #[command(subcommand)]
+    Pipelines(PipelinesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelinesCommand {
+    /// Parse every template with GStreamer and report syntax errors and missing
+    /// elements (exit 1 if any template is unusable).
+    Check(PipelinesArgs),
+    /// Show every template, where it comes from and the codecs it takes.
+    List(PipelinesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PipelinesArgs {
+    #[command(flatten)]
+    pub file: ConfigFile,
+    /// Directory of user templates (overrides pipelines.dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Treat a disabled codec branch (missing element) as an error too.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RelayArgs {
+    #[command(flatten)]
+    pub room: RoomArgs,
+    /// Where to send the stream, e.g. rtmp://a.rtmp.youtube.com/live2/KEY
+    #[arg(long, value_name = "URL")]
+    pub rtmp: String,
+    /// Only relay this peer's stream (socket id or display name).
+    #[arg(long, value_name = "NAME|ID")]
+    pub peer: Option<String>,
+    /// Only relay a stream emitted under this event (default: the first
+    /// stream with video that is not a screen share).
+    #[arg(long, value_name = "EVENT")]
+    pub event: Option<String>,
+    #[command(flatten)]
+    pub media: MediaArgs,
+}
+
+/// Options of the output pipelines (join and relay).
+#[derive(Debug, clap::Args)]
+pub struct MediaArgs {
+    /// Directory of user pipeline templates.
+    #[arg(long, value_name = "DIR")]
+    pub pipelines: Option<PathBuf>,
+    /// Use this template instead of choosing by codec.
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// Jitter-buffer latency, ms.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub jitter_latency_ms: u32,
+    /// x264 bitrate when video must be transcoded, kbit/s.
+    #[arg(long, value_name = "KBPS", default_value_t = 2500)]
+    pub video_kbps: u32,
 }
 
 /// Where and as whom to join.
@@ -66,6 +127,14 @@ pub struct RoomArgs {
 pub struct JoinArgs {
     #[command(flatten)]
     pub room: RoomArgs,
+    /// Record the room's streams and chat into DIR/<room>/ (the layout of `serve`).
+    #[arg(long, value_name = "DIR", default_value = "./recordings")]
+    pub recordings: PathBuf,
+    /// Only listen and print; write nothing.
+    #[arg(long)]
+    pub no_record: bool,
+    #[command(flatten)]
+    pub media: MediaArgs,
     /// Leave after this many seconds (default: run until Ctrl-C/SIGTERM).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
@@ -131,6 +200,15 @@ pub struct ServeArgs {
     /// Log filter such as "info" or "rtcio_gateway=debug"; overrides log.level.
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Directory for recordings [default: ./recordings]; overrides recording.dir.
+    #[arg(long, value_name = "DIR")]
+    pub recordings: Option<PathBuf>,
+    /// Record only rooms matching this glob (repeatable); overrides recording.rooms.
+    #[arg(long = "record-rooms", value_name = "GLOB")]
+    pub record_rooms: Vec<String>,
+    /// Do not record (signaling only); overrides recording.enabled.
+    #[arg(long)]
+    pub no_record: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,16 +1,24 @@
-//! The `join` and `publish` subcommands: a participant in one room of any
-//! rtc.io server, printing what happens as it happens (one line per event on
-//! stdout; progress and diagnostics go to the log on stderr).
+//! The `join`, `relay` and `publish` subcommands: a participant in one room
+//! of any rtc.io server, printing what happens as it happens (one line per
+//! event on stdout; progress and diagnostics go to the log on stderr), and
+//! `pipelines check|list`.
 
 use std::io::Write;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::{JoinArgs, PublishArgs, RoomArgs};
+use std::sync::Arc;
+
+use crate::cli::{JoinArgs, MediaArgs, PublishArgs, RelayArgs, RoomArgs};
 use crate::media::source::{AudioCodec, Input, MediaSource, SourceConfig, short_id};
 use crate::metrics::Metrics;
-use crate::participant::events::{ParticipantEvent, ReceivedTrack};
+use crate::media::templates::TemplateSet;
+use crate::participant::events::ParticipantEvent;
+use crate::recorder::naming;
+use crate::recorder::room::{RelaySpec, RoomPlan, RoomRecorder};
+use crate::recorder::runner::{Outcome, run_room};
+use crate::recorder::stream::OutputSettings;
 use crate::participant::link::LinkConfig;
 use crate::participant::room::{Participant, ParticipantConfig};
 
@@ -43,26 +51,102 @@ fn participant_config(args: &RoomArgs, default_name: &str) -> ParticipantConfig 
     }
 }
 
-/// `rtcio-gateway join`: listen to a room until Ctrl-C, SIGTERM or `--duration`.
+/// `rtcio-gateway join`: record a room (or just listen, `--no-record`) until
+/// Ctrl-C, SIGTERM or `--duration`; every file is finalised before it exits.
 pub async fn join(args: JoinArgs) -> Result<(), CommandError> {
-    let metrics = Metrics::new();
-    let mut participant = Participant::start(participant_config(&args.room, "Recorder"), metrics.participant.clone())?;
-    println!("connecting to {} room {:?}", args.room.server, args.room.room);
-    let stop = stop_signal(args.duration);
-    tokio::pin!(stop);
-    let result = loop {
-        tokio::select! {
-            _ = &mut stop => break Ok(()),
-            ev = participant.next_event() => match ev {
-                None => break Ok(()),
-                Some(ParticipantEvent::Refused { reason }) => break Err(CommandError::Refused(reason)),
-                Some(ev) => print_event(ev),
-            },
-        }
+    let plan = RoomPlan {
+        room: args.room.room.clone(),
+        recordings_dir: (!args.no_record).then(|| args.recordings.clone()),
+        record_template: args.media.template.clone(),
+        relay: None,
+        log_channels: args.room.channels.clone(),
     };
-    participant.shutdown().await;
+    if let Some(dir) = plan.recordings_dir.as_ref() {
+        println!("recording into {}", naming::room_dir(dir, &args.room.room).display());
+    }
+    run_recording_participant(&args.room, &args.media, plan, "Recorder", args.duration).await
+}
+
+/// `rtcio-gateway relay`: relay one stream of a room to RTMP until stopped.
+pub async fn relay(args: RelayArgs) -> Result<(), CommandError> {
+    let ok = url::Url::parse(&args.rtmp).is_ok_and(|u| matches!(u.scheme(), "rtmp" | "rtmps"));
+    if !ok {
+        return Err(CommandError::Usage(format!("--rtmp {:?} is not an rtmp:// or rtmps:// URL", args.rtmp)));
+    }
+    let plan = RoomPlan {
+        room: args.room.room.clone(),
+        recordings_dir: None,
+        record_template: None,
+        relay: Some(RelaySpec {
+            url: args.rtmp.clone(),
+            peer: args.peer.clone(),
+            event: args.event.clone(),
+            template: args.media.template.clone(),
+        }),
+        log_channels: Vec::new(),
+    };
+    println!("relaying room {:?} to {}", args.room.room, redact_stream_key(&args.rtmp));
+    run_recording_participant(&args.room, &args.media, plan, "Relay", None).await
+}
+
+/// RTMP URLs end in a secret stream key: show only its first characters.
+fn redact_stream_key(url: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((base, key)) if key.len() > 4 => format!("{base}/{}…", &key[..4]),
+        _ => url.to_string(),
+    }
+}
+
+async fn run_recording_participant(
+    room: &RoomArgs,
+    media: &MediaArgs,
+    plan: RoomPlan,
+    default_name: &str,
+    duration: Option<u64>,
+) -> Result<(), CommandError> {
+    let mut templates = TemplateSet::load(media.pipelines.as_deref()).map_err(|e| CommandError::Usage(e.to_string()))?;
+    let findings = templates.validate().map_err(|e| CommandError::Usage(format!("GStreamer: {e}")))?;
+    if let Some(fatal) = findings.iter().find(|f| f.fatal) {
+        return Err(CommandError::Usage(format!("invalid pipeline template: {fatal}")));
+    }
+    if let Some(name) = plan.record_template.as_deref() {
+        templates.get(name).map_err(|e| CommandError::Usage(e.to_string()))?;
+    }
+    let metrics = Metrics::new();
+    let settings = OutputSettings {
+        templates: Arc::new(templates),
+        jitter_latency_ms: media.jitter_latency_ms.clamp(20, 5000),
+        relay_video_kbps: media.video_kbps.clamp(100, 50_000),
+        track_wait: Duration::from_secs(1),
+        finish_timeout: Duration::from_secs(5),
+        metrics: metrics.media.clone(),
+    };
+    let mut config = participant_config(room, default_name);
+    // Log (and create) every channel the plan logs.
+    for channel in &plan.log_channels {
+        if !config.channels.contains(channel) {
+            config.channels.push(channel.clone());
+        }
+    }
+    let participant = Participant::start(config, metrics.participant.clone())?;
+    println!("connecting to {} room {:?}", room.server, room.room);
+    let recorder = RoomRecorder::new(plan, settings);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        stop_signal(duration).await;
+        let _ = stop_tx.send("stopped".to_string());
+    });
+    let (outcome, reports) = run_room(participant, recorder, stop_rx, print_event).await;
+    for report in &reports {
+        if let Some(file) = &report.file {
+            println!("recording {} ({:?}, {})", file.display(), report.state, report.reason);
+        }
+    }
     println!("left the room");
-    result
+    match outcome {
+        Outcome::Refused(reason) => Err(CommandError::Refused(reason)),
+        Outcome::Stopped(_) => Ok(()),
+    }
 }
 
 /// `rtcio-gateway publish`: publish a stream (and chat) until Ctrl-C, SIGTERM or `--duration`.
@@ -112,7 +196,7 @@ pub async fn publish(args: PublishArgs) -> Result<(), CommandError> {
                         ParticipantEvent::SignalingLost { .. } => peers = 0,
                         _ => {}
                     }
-                    print_event(ev)
+                    print_event(&ev)
                 }
             },
         }
@@ -140,7 +224,7 @@ async fn stop_signal(duration: Option<u64>) {
 }
 
 /// One human-readable line per event.
-fn print_event(ev: ParticipantEvent) {
+fn print_event(ev: &ParticipantEvent) {
     let line = match ev {
         ParticipantEvent::Joined { own_id, members } => {
             let names: Vec<_> = members.iter().map(|m| format!("{} ({})", m.name, m.id)).collect();
@@ -156,14 +240,14 @@ fn print_event(ev: ParticipantEvent) {
             format!("peer disconnected: {} ({}) [{reason}]", peer.name, peer.id)
         }
         ParticipantEvent::Message(m) => {
-            format!("[{}] {}: {} {}", m.channel.name(), m.peer.name, m.event, Value::Array(m.args))
+            format!("[{}] {}: {} {}", m.channel.name(), m.peer.name, m.event, Value::Array(m.args.clone()))
         }
         ParticipantEvent::Binary { peer, channel, data, .. } => {
             format!("[{}] {}: {} bytes of binary data", channel.name(), peer.name, data.len())
         }
         ParticipantEvent::StreamStarted { peer, stream_id, events } => match events {
             Some(events) => {
-                format!("stream {stream_id} from {}: {}", peer.name, serde_json::to_string(&events).unwrap_or_default())
+                format!("stream {stream_id} from {}: {}", peer.name, serde_json::to_string(events).unwrap_or_default())
             }
             None => format!("stream {stream_id} from {}: no metadata", peer.name),
         },
@@ -171,7 +255,7 @@ fn print_event(ev: ParticipantEvent) {
             format!(
                 "stream {stream_id} from {}: late metadata {}",
                 peer.name,
-                serde_json::to_string(&events).unwrap_or_default()
+                serde_json::to_string(events).unwrap_or_default()
             )
         }
         ParticipantEvent::Track(track) => {
@@ -185,7 +269,6 @@ fn print_event(ev: ParticipantEvent) {
                 track.codec.payload_type,
                 track.ssrc
             );
-            tokio::spawn(drain_track(track));
             line
         }
         ParticipantEvent::StreamEnded { peer, stream_id, reason } => {
@@ -197,12 +280,33 @@ fn print_event(ev: ParticipantEvent) {
     let _ = out.flush();
 }
 
-/// Count a track's packets (nothing records them yet) and say how many arrived.
-async fn drain_track(mut track: ReceivedTrack) {
-    let (mut packets, mut bytes) = (0u64, 0usize);
-    while let Some(p) = track.packets.recv().await {
-        packets += 1;
-        bytes += p.payload.len();
+/// `rtcio-gateway pipelines check|list`. Returns whether every template is usable.
+pub fn pipelines(dir: Option<&std::path::Path>, strict: bool, list: bool) -> Result<bool, CommandError> {
+    let mut templates = TemplateSet::load(dir).map_err(|e| CommandError::Usage(e.to_string()))?;
+    let findings = templates.validate().map_err(|e| CommandError::Usage(format!("GStreamer: {e}")))?;
+    for t in templates.templates() {
+        let video: Vec<&str> = t.video_codecs().collect();
+        let audio: Vec<&str> = t.audio_codecs().collect();
+        let ext = if t.extension.is_empty() { String::new() } else { format!(" .{}", t.extension) };
+        println!(
+            "{:<14} {:<6}{ext:<6} video: {:<14} audio: {:<6} ({})",
+            t.name,
+            t.kind,
+            if video.is_empty() { "-".to_string() } else { video.join(",") },
+            if audio.is_empty() { "-".to_string() } else { audio.join(",") },
+            t.origin
+        );
     }
-    println!("track {} from {} ended after {packets} packets ({bytes} bytes)", track.track_id, track.peer.name);
+    let mut ok = true;
+    for f in &findings {
+        let fatal = f.fatal || strict;
+        ok &= !fatal;
+        if !list || fatal {
+            println!("{}: {f}", if fatal { "error" } else { "warning" });
+        }
+    }
+    if !list {
+        println!("{}", if ok { "all templates usable" } else { "some templates are unusable" });
+    }
+    Ok(ok)
 }

@@ -8,8 +8,8 @@
 //! `RTCIO_GATEWAY_SIGNALING__MAX_MEMBERS_PER_ROOM=8`. Lists are comma-separated.
 //! The annotated reference is `deploy/gateway.toml`.
 
-use std::net::SocketAddr;
-use std::path::Path;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,9 @@ pub struct Config {
     pub signaling: SignalingConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub recording: RecordingConfig,
+    pub pipelines: PipelinesConfig,
+    pub relay: RelayConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +100,9 @@ impl Default for Config {
             signaling: SignalingConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            recording: RecordingConfig::default(),
+            pipelines: PipelinesConfig::default(),
+            relay: RelayConfig::default(),
         }
     }
 }
@@ -133,6 +139,83 @@ impl Default for AuthConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Record rooms of this server (its own participant joins them).
+    pub enabled: bool,
+    /// Where recordings go: `<dir>/<room>/...`.
+    pub dir: PathBuf,
+    /// Glob patterns of room ids to record (`*` = every room).
+    pub rooms: Vec<String>,
+    /// Template for every recording; empty = chosen by codec.
+    pub template: String,
+    /// Broadcast channels logged to chat.jsonl (ctrl is always logged).
+    pub channels: Vec<String>,
+    /// Display name of the recording participant.
+    pub participant_name: String,
+    /// Jitter-buffer latency of output pipelines, ms.
+    pub jitter_latency_ms: u32,
+    /// How long to wait for a stream's other tracks before starting its file, ms.
+    pub track_wait_ms: u64,
+    /// Longest wait for a file to be finalised, seconds.
+    pub finish_timeout_secs: u64,
+    /// Local IP for the recording participant's WebRTC sockets.
+    pub udp_bind: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelinesConfig {
+    /// Directory of extra `*.toml` templates (same name as a built-in replaces it); empty = none.
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// x264 bitrate when a relay transcodes video, kbit/s.
+    pub video_kbps: u32,
+    /// Rooms relayed while they have members.
+    pub targets: Vec<RelayTarget>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RelayTarget {
+    pub room: String,
+    pub url: String,
+    #[serde(default)]
+    pub peer: String,
+    #[serde(default)]
+    pub event: String,
+    #[serde(default)]
+    pub template: String,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: PathBuf::from("./recordings"),
+            rooms: vec!["*".into()],
+            template: String::new(),
+            channels: vec!["chat".into()],
+            participant_name: "rtcio-gateway recorder".into(),
+            jitter_latency_ms: 200,
+            track_wait_ms: 1000,
+            finish_timeout_secs: 5,
+            udp_bind: IpAddr::from([0, 0, 0, 0]),
+        }
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self { video_kbps: 2500, targets: Vec::new() }
     }
 }
 
@@ -240,6 +323,39 @@ impl Config {
         }
         if a.jwt_secret.is_empty() && (!a.jwt_issuer.is_empty() || !a.jwt_audience.is_empty()) {
             return Err(invalid("auth.jwt_issuer", "jwt_issuer/jwt_audience need auth.jwt_secret"));
+        }
+        let r = &self.recording;
+        for pattern in &r.rooms {
+            if let Err(e) = globset::Glob::new(pattern) {
+                return Err(invalid("recording.rooms", format!("{pattern:?} is not a glob pattern: {e}")));
+            }
+        }
+        if r.dir.as_os_str().is_empty() {
+            return Err(invalid("recording.dir", "must not be empty"));
+        }
+        if !(20..=5000).contains(&r.jitter_latency_ms) {
+            return Err(invalid("recording.jitter_latency_ms", "must be between 20 and 5000"));
+        }
+        if r.track_wait_ms > 10_000 {
+            return Err(invalid("recording.track_wait_ms", "must be at most 10000"));
+        }
+        if !(1..=60).contains(&r.finish_timeout_secs) {
+            return Err(invalid("recording.finish_timeout_secs", "must be between 1 and 60"));
+        }
+        if crate::participant::channels::channel_specs(&r.channels).is_err() {
+            return Err(invalid("recording.channels", "channel names must be non-empty and not reserved"));
+        }
+        if !(100..=50_000).contains(&self.relay.video_kbps) {
+            return Err(invalid("relay.video_kbps", "must be between 100 and 50000"));
+        }
+        for target in &self.relay.targets {
+            let ok = url::Url::parse(&target.url).is_ok_and(|u| matches!(u.scheme(), "rtmp" | "rtmps"));
+            if !ok {
+                return Err(invalid("relay.targets", format!("{:?} is not an rtmp:// or rtmps:// URL", target.url)));
+            }
+            if target.room.is_empty() {
+                return Err(invalid("relay.targets", "every target needs a room"));
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use rtcio_gateway::cli::{Cli, Command};
+use rtcio_gateway::cli::{Cli, Command, PipelinesCommand};
 use rtcio_gateway::config::{Config, LogFormat};
 use rtcio_gateway::server::Gateway;
 
@@ -33,6 +33,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(level) = args.log_level {
                 config.log.level = level;
             }
+            if let Some(dir) = args.recordings {
+                config.recording.dir = dir;
+            }
+            if !args.record_rooms.is_empty() {
+                config.recording.rooms = args.record_rooms;
+            }
+            if args.no_record {
+                config.recording.enabled = false;
+            }
             config.validate()?;
             init_logging(&config);
             runtime()?.block_on(serve(config))
@@ -41,6 +50,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_cli_logging(&args.room.log_level);
             runtime()?.block_on(rtcio_gateway::commands::join(args))?;
             Ok(())
+        }
+        Command::Relay(args) => {
+            init_cli_logging(&args.room.log_level);
+            runtime()?.block_on(rtcio_gateway::commands::relay(args))?;
+            Ok(())
+        }
+        Command::Pipelines(command) => {
+            let (args, list) = match command {
+                PipelinesCommand::Check(args) => (args, false),
+                PipelinesCommand::List(args) => (args, true),
+            };
+            let config = Config::load(args.file.config.as_deref(), std::env::vars())?;
+            let dir = args.dir.clone().or_else(|| (!config.pipelines.dir.is_empty()).then(|| config.pipelines.dir.clone().into()));
+            if rtcio_gateway::commands::pipelines(dir.as_deref(), args.strict, list)? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
         }
         Command::Publish(args) => {
             init_cli_logging(&args.room.log_level);

@@ -210,6 +210,11 @@ impl<Id: Copy + Eq + Hash> Registry<Id> {
     }
 
     /// Rooms and their members, for status displays. Sorted by room id.
+    /// The room's password ("" for an open room), if the room exists.
+    pub fn password(&self, room: &str) -> Option<&str> {
+        self.rooms.get(room).map(|r| r.password.as_str())
+    }
+
     pub fn rooms_overview(&self) -> Vec<(String, Vec<(Id, String)>)> {
         let mut v: Vec<_> = self.rooms.iter().map(|(k, r)| (k.clone(), r.members.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));

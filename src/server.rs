@@ -17,7 +17,9 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
-use crate::signaling::{JwtVerifier, Signaling};
+use crate::media::templates::TemplateSet;
+use crate::recorder::auto::{AutoRecorder, Planner, SelfJoin, output_settings};
+use crate::signaling::{JwtVerifier, Signaling, internal_token};
 
 /// WebSocket read buffer per socket. Engine.IO's default is 4 KiB, held by
 /// every idle socket; signaling messages are mostly a few hundred bytes and a
@@ -30,6 +32,10 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Templates(String),
+    #[error("recording.rooms: {0}")]
+    Rooms(#[from] globset::Error),
 }
 
 /// A started gateway.
@@ -42,11 +48,13 @@ pub struct Gateway {
     grace: Duration,
     pub metrics: Arc<Metrics>,
     pub signaling: Arc<Signaling>,
+    recorder: Option<AutoRecorder>,
 }
 
 impl Gateway {
     /// Bind and start serving. The configuration must already be validated.
     pub async fn start(config: Config) -> Result<Gateway, ServeError> {
+        let templates = Arc::new(load_templates(&config)?);
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
         let local_addr = listener.local_addr()?;
@@ -89,6 +97,21 @@ impl Gateway {
         });
         ready.store(true, Ordering::Release);
         tracing::info!(%local_addr, "rtcio-gateway listening (socket.io at /socket.io, metrics at /metrics)");
+        let planner = Planner::from_config(&config)?;
+        let recorder = planner.is_active().then(|| {
+            let join = SelfJoin {
+                server_url: self_url(local_addr),
+                name: config.recording.participant_name.clone(),
+                token: internal_token(&config.auth),
+                channels: config.recording.channels.clone(),
+                udp_bind: config.recording.udp_bind,
+            };
+            if config.recording.enabled {
+                tracing::info!(dir = %config.recording.dir.display(), rooms = ?config.recording.rooms, "recording rooms");
+            }
+            let settings = output_settings(&config, templates.clone(), metrics.media.clone());
+            AutoRecorder::start(signaling.clone(), planner, join, settings, metrics.participant.clone())
+        });
         Ok(Gateway {
             local_addr,
             stop_accepting,
@@ -98,6 +121,7 @@ impl Gateway {
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
             metrics,
             signaling,
+            recorder,
         })
     }
 
@@ -107,9 +131,13 @@ impl Gateway {
 
     /// Stop accepting, disconnect every socket (their rooms hear about it),
     /// let in-flight requests finish within the grace period.
-    pub async fn shutdown(self) -> Result<(), ServeError> {
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
         tracing::info!("shutting down: no longer accepting connections");
         self.ready.store(false, Ordering::Release);
+        if let Some(recorder) = self.recorder.take() {
+            // While the peers are still connected: finalise every file, then leave.
+            recorder.stop().await;
+        }
         self.stop_accepting.cancel();
         self.io.close().await;
         match tokio::time::timeout(self.grace, self.server).await {
@@ -121,6 +149,35 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Built-in and user templates, every one parsed by GStreamer; a broken one stops the start.
+pub fn load_templates(config: &Config) -> Result<TemplateSet, ServeError> {
+    let dir = (!config.pipelines.dir.is_empty()).then(|| std::path::PathBuf::from(&config.pipelines.dir));
+    let mut templates = TemplateSet::load(dir.as_deref()).map_err(|e| ServeError::Templates(e.to_string()))?;
+    let findings = templates.validate().map_err(|e| ServeError::Templates(format!("GStreamer: {e}")))?;
+    let mut fatal = Vec::new();
+    for finding in findings {
+        if finding.fatal {
+            fatal.push(finding.to_string());
+        } else {
+            tracing::warn!(%finding, "pipeline template branch disabled");
+        }
+    }
+    if !fatal.is_empty() {
+        return Err(ServeError::Templates(format!("invalid pipeline templates:\n  {}", fatal.join("\n  "))));
+    }
+    Ok(templates)
+}
+
+/// Our own socket.io URL as seen from this machine.
+fn self_url(local: SocketAddr) -> String {
+    let ip = match local.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, local.port()))
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {

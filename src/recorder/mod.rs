@@ -5,9 +5,13 @@
 //! - [`chat_log`]: a room's `chat.jsonl`.
 //! - [`stream`]: one received stream → its recording and relay pipelines (media policy lives here).
 //! - [`room`]: one room's streams and chat log, driven by participant events.
+//! - [`runner`]: a participant feeding a room recorder until stopped.
+//! - [`auto`]: joins our own server's rooms while they have members (for `serve`).
 
+pub mod auto;
 pub mod chat_log;
 pub mod manifest;
 pub mod naming;
 pub mod room;
+pub mod runner;
 pub mod stream;

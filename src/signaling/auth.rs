@@ -26,6 +26,24 @@ pub struct JwtVerifier {
     validation: Validation,
 }
 
+/// A token for the gateway's own participant, signed with the configured
+/// secret (None when authentication is off).
+pub fn internal_token(cfg: &AuthConfig) -> Option<String> {
+    if cfg.jwt_secret.is_empty() {
+        return None;
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut claims = serde_json::json!({"sub": "rtcio-gateway-recorder", "iat": now, "exp": now + 10 * 365 * 24 * 3600});
+    if !cfg.jwt_issuer.is_empty() {
+        claims["iss"] = cfg.jwt_issuer.clone().into();
+    }
+    if !cfg.jwt_audience.is_empty() {
+        claims["aud"] = cfg.jwt_audience.clone().into();
+    }
+    let key = jsonwebtoken::EncodingKey::from_secret(cfg.jwt_secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key).ok()
+}
+
 impl JwtVerifier {
     pub fn from_config(cfg: &AuthConfig) -> Option<Self> {
         if cfg.jwt_secret.is_empty() {

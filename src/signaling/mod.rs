@@ -25,7 +25,7 @@ use crate::config::SignalingConfig;
 use crate::metrics::Metrics;
 use crate::rooms::{Registry, RoomLimits};
 
-pub use auth::{AuthError, JwtVerifier};
+pub use auth::{AuthError, JwtVerifier, internal_token};
 
 /// Shared state of the signaling server (one per gateway instance).
 pub struct Signaling {
@@ -35,6 +35,8 @@ pub struct Signaling {
     room_limits: RoomLimits,
     jwt: Option<JwtVerifier>,
     metrics: Arc<Metrics>,
+    /// Bumped after every membership change (the auto-recorder watches it).
+    membership_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Signaling {
@@ -50,6 +52,7 @@ impl Signaling {
             room_limits,
             jwt,
             metrics,
+            membership_changes: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -75,7 +78,18 @@ impl Signaling {
         self.io.get().expect("attached before use")
     }
 
+    /// A receiver that sees a new value after every join, leave or disconnect.
+    pub fn watch_membership(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.membership_changes.subscribe()
+    }
+
+    /// The password of a room that exists ("" when it has none).
+    pub fn room_password(&self, room: &str) -> Option<String> {
+        self.registry.read().password(room).map(str::to_string)
+    }
+
     fn update_room_gauges(&self, registry: &Registry<Sid>) {
+        self.membership_changes.send_modify(|n| *n = n.wrapping_add(1));
         self.metrics.rooms.set(registry.room_count() as i64);
         self.metrics.room_members.set(registry.membership_count() as i64);
     }

@@ -25,6 +25,8 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Gateway {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.shutdown_grace_secs = 5;
+    // Recording is on by default in the product; signaling tests opt in.
+    config.recording.enabled = false;
     tweak(&mut config);
     config.validate().expect("valid test config");
     Gateway::start(config).await.expect("gateway starts")
