@@ -23,7 +23,13 @@ struct Source {
     ssrc: u32,
     seq_offset: u16,
     ts_offset: u32,
+    /// The newest input sequence number of this source.
+    last_in_seq: u16,
 }
+
+/// A sequence-number jump larger than this on one SSRC is a restarted
+/// sender (new encoder, same SSRC), not loss or reordering.
+const RESTART_JUMP: i16 = 3000;
 
 /// Per-output rewriter state.
 #[derive(Debug)]
@@ -44,14 +50,20 @@ impl Continuity {
     pub fn rewrite(&mut self, now: Instant, ssrc: u32, sequence_number: u16, timestamp: u32) -> Rewritten {
         let mut new_source = false;
         match &self.source {
-            Some(source) if source.ssrc == ssrc => {}
+            Some(source)
+                if source.ssrc == ssrc
+                    && (sequence_number.wrapping_sub(source.last_in_seq) as i16).abs() <= RESTART_JUMP => {}
             Some(_) => {
                 new_source = true;
                 self.source = Some(self.continue_from(now, ssrc, sequence_number, timestamp));
             }
-            None => self.source = Some(Source { ssrc, seq_offset: 0, ts_offset: 0 }),
+            None => self.source = Some(Source { ssrc, seq_offset: 0, ts_offset: 0, last_in_seq: sequence_number }),
         }
-        let source = self.source.as_ref().expect("set above");
+        let source = self.source.as_mut().expect("set above");
+        if (sequence_number.wrapping_sub(source.last_in_seq) as i16) > 0 {
+            source.last_in_seq = sequence_number;
+        }
+        let source = &*source;
         let out_seq = sequence_number.wrapping_add(source.seq_offset);
         let out_ts = timestamp.wrapping_add(source.ts_offset);
         // Track the newest packet (reordered older ones do not move it back).
@@ -69,7 +81,12 @@ impl Continuity {
         let ticks = ((elapsed.as_secs_f64() * self.clock_rate as f64) as u64).max(1) as u32;
         let next_seq = self.last_seq.wrapping_add(1);
         let next_ts = self.last_ts.wrapping_add(ticks);
-        Source { ssrc, seq_offset: next_seq.wrapping_sub(sequence_number), ts_offset: next_ts.wrapping_sub(timestamp) }
+        Source {
+            ssrc,
+            seq_offset: next_seq.wrapping_sub(sequence_number),
+            ts_offset: next_ts.wrapping_sub(timestamp),
+            last_in_seq: sequence_number,
+        }
     }
 }
 
@@ -101,6 +118,19 @@ mod tests {
         assert_eq!(r.timestamp, 1_003_000 + 45_000);
         let r = c.rewrite(t0 + Duration::from_millis(566), 2, 40_001, 77 + 3000);
         assert_eq!((r.sequence_number, r.timestamp, r.new_source), (103, 1_051_000, false));
+    }
+
+    #[test]
+    fn a_restarted_sender_on_the_same_ssrc_is_a_new_source() {
+        let t0 = Instant::now();
+        let mut c = Continuity::new(90_000);
+        c.rewrite(t0, 1, 100, 5000);
+        let r = c.rewrite(t0 + Duration::from_millis(100), 1, 30_000, 123);
+        assert!(r.new_source);
+        assert_eq!((r.sequence_number, r.timestamp), (101, 5000 + 9000));
+        // Ordinary reordering and small gaps are not.
+        assert!(!c.rewrite(t0, 1, 29_990, 100).new_source);
+        assert!(!c.rewrite(t0, 1, 30_500, 100).new_source);
     }
 
     #[test]

@@ -129,6 +129,20 @@ impl MediaSource {
         Ok(MediaSource { pipeline, tracks })
     }
 
+    /// Change the picture size mid-stream (as a browser does under load);
+    /// the encoder starts a new keyframe at the new size.
+    pub fn set_video_size(&self, width: u32, height: u32) {
+        if let Some(filter) = self.pipeline.by_name("size") {
+            let current = filter.property::<gst::Caps>("caps");
+            let mut caps = current.copy();
+            if let Some(s) = caps.make_mut().structure_mut(0) {
+                s.set("width", width as i32);
+                s.set("height", height as i32);
+            }
+            filter.set_property("caps", &caps);
+        }
+    }
+
     pub fn tracks(&self) -> &[LocalTrack] {
         &self.tracks
     }
@@ -156,7 +170,9 @@ fn pipeline_description(c: &SourceConfig) -> String {
     let mut parts = Vec::new();
     let (video_in, audio_in) = match &c.input {
         Input::TestPattern => (
-            format!("videotestsrc is-live=true pattern=ball ! video/x-raw,width={w},height={h},framerate={fps}/1"),
+            format!(
+                "videotestsrc is-live=true pattern=ball ! capsfilter name=size caps=video/x-raw,width={w},height={h},framerate={fps}/1"
+            ),
             "audiotestsrc is-live=true wave=sine freq=440 volume=0.2".to_string(),
         ),
         Input::File(path) => {
@@ -164,7 +180,7 @@ fn pipeline_description(c: &SourceConfig) -> String {
             parts.push(format!("uridecodebin uri=\"{uri}\" name=dec"));
             (
                 format!(
-                    "dec. ! queue ! videoconvert ! videoscale ! videorate ! video/x-raw,width={w},height={h},framerate={fps}/1"
+                    "dec. ! queue ! videoconvert ! videoscale ! videorate ! capsfilter name=size caps=video/x-raw,width={w},height={h},framerate={fps}/1"
                 ),
                 "dec. ! queue ! audioconvert ! audioresample".to_string(),
             )

@@ -1,6 +1,8 @@
 //! Shared fixtures: an in-process gateway on 127.0.0.1:0 and connected clients.
 #![allow(dead_code)]
 
+pub mod media;
+
 use std::time::Duration;
 
 use rtcio_gateway::config::Config;
