@@ -82,7 +82,7 @@ fn config_prints_the_layered_result() {
 fn join_hears_what_publish_sends() {
     use std::io::{BufRead, BufReader};
     let mut server = gateway()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-record"])
         .env("RTCIO_GATEWAY_LOG__FORMAT", "json")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -96,8 +96,10 @@ fn join_hears_what_publish_sends() {
     };
     std::thread::spawn(move || for _ in lines {});
     let url = format!("http://{addr}");
+    let recordings = tempfile::tempdir().unwrap();
     let mut join = gateway()
-        .args(["join", "--server", &url, "--room", "cli", "--udp-bind", "127.0.0.1", "--duration", "14"])
+        .args(["join", "--server", &url, "--room", "cli", "--udp-bind", "127.0.0.1", "--duration", "14", "--recordings"])
+        .arg(recordings.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -159,4 +161,13 @@ fn join_hears_what_publish_sends() {
     assert!(numbers[0] <= 2, "{numbers:?}");
     assert!(heard.contains("peer disconnected: bob"), "{heard}");
     assert!(heard.contains("left the room"), "{heard}");
+    // `join` recorded the room into the documented layout.
+    let room_dir = recordings.path().join("cli");
+    let files: Vec<String> =
+        std::fs::read_dir(&room_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert!(files.iter().any(|f| f.ends_with(".webm") && f.contains("-camera-")), "{files:?}");
+    assert!(files.iter().any(|f| f.ends_with(".json")), "{files:?}");
+    let chat = std::fs::read_to_string(room_dir.join("chat.jsonl")).unwrap();
+    assert!(chat.lines().count() >= 5 && chat.contains("hello #"), "{chat}");
+    assert!(heard.contains("(Finished, stream-ended)") || heard.contains("(Finished, peer-left)"), "{heard}");
 }

@@ -271,3 +271,141 @@ async fn tracks_removed_readded_or_late_never_break_a_file() {
     dave.shutdown().await;
     gw.shutdown().await.unwrap();
 }
+
+/// `rtcio-gateway serve` as a child process recording into `dir`; returns it and its URL.
+fn spawn_serve(dir: &Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rtcio-gateway"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--recordings"])
+        .arg(dir)
+        .env("RTCIO_GATEWAY_LOG__FORMAT", "json")
+        .env("RTCIO_GATEWAY_RECORDING__UDP_BIND", "127.0.0.1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server log").unwrap();
+        if let Some(rest) = line.split("\"local_addr\":\"").nth(1) {
+            break rest.split('"').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}
+
+/// Kills the child if a test fails before it does.
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn remote_publisher(url: &str, room: &str, metrics: &Metrics) -> Participant {
+    let config = ParticipantConfig {
+        link: LinkConfig { server: url.into(), room: room.into(), name: "erin".into(), password: None, token: None },
+        channels: vec!["chat".into()],
+        udp_bind: "127.0.0.1".parse().unwrap(),
+        ice_servers: vec![],
+    };
+    Participant::start(config, metrics.participant.clone()).unwrap()
+}
+
+/// Wait until a recording of the room is being written; returns its manifest path.
+async fn recording_started(room_dir: &Path) -> (std::path::PathBuf, serde_json::Value) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        if let Some(found) = manifests(room_dir).into_iter().find(|(_, m)| m["state"] == "recording") {
+            let file = file_of(&found.0, &found.1);
+            if std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) > 0 {
+                return found;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no recording started in {}", room_dir.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_survives_sigkill_up_to_the_last_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url) = spawn_serve(dir.path());
+    let mut child = KillOnDrop(child);
+    let metrics = Metrics::new();
+    let mut erin = remote_publisher(&url, "crash", &metrics);
+    recorder_connected(&mut erin).await;
+    let media = source(Some(VideoCodec::Vp8));
+    erin.publish(media.stream("cam", "camera", None)).unwrap();
+    let (path, manifest) = recording_started(&dir.path().join("crash")).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    child.0.kill().unwrap(); // SIGKILL
+    let killed_at = unix_ms_now();
+    child.0.wait().unwrap();
+    erin.shutdown().await;
+
+    let file = file_of(&path, &manifest);
+    let recorded_for = (killed_at - manifest["started_unix_ms"].as_u64().unwrap()) as f64 / 1000.0;
+    let (decoded, errors, last_frame) = decode(&file);
+    assert!(decoded, "the killed recording does not decode: {errors}");
+    assert!(
+        last_frame >= recorded_for - 1.0,
+        "decodes up to {last_frame:.2}s of {recorded_for:.2}s recorded before the kill"
+    );
+    let probe = ffprobe(&file);
+    assert!(stream(&probe, "audio").is_some() && stream(&probe, "video").is_some());
+    // The manifest still says what the file is, just not how it ended.
+    let after: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(after["state"], "recording");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finalises_every_recording_within_five_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url) = spawn_serve(dir.path());
+    let mut child = KillOnDrop(child);
+    let metrics = Metrics::new();
+    let mut erin = remote_publisher(&url, "term", &metrics);
+    recorder_connected(&mut erin).await;
+    let media = source(Some(VideoCodec::H264));
+    erin.publish(media.stream("cam", "camera", None)).unwrap();
+    let room_dir = dir.path().join("term");
+    recording_started(&room_dir).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let signalled = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.0.wait();
+        (status, child)
+    })
+    .await
+    .unwrap()
+    .0
+    .unwrap();
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(8), "exit took {took:?}");
+    erin.shutdown().await;
+
+    let all = manifests(&room_dir);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let (path, manifest) = &all[0];
+    assert_eq!(manifest["state"], "finished", "{manifest}");
+    assert_eq!(manifest["end_reason"], "shutdown");
+    assert!(manifest["error"].is_null(), "{manifest}");
+    let file = file_of(path, manifest);
+    let probe = ffprobe(&file);
+    let header_duration = duration_of(&probe);
+    let wall = manifest["duration_secs"].as_f64().unwrap();
+    assert!((header_duration - wall).abs() < 1.0, "header says {header_duration:.2}s, recorded {wall:.2}s");
+    // Finalised: the index is written, so players can seek.
+    let discover = std::process::Command::new("gst-discoverer-1.0").arg(&file).output().expect("gst-discoverer-1.0");
+    let text = String::from_utf8_lossy(&discover.stdout);
+    assert!(text.contains("Seekable: yes"), "{text}");
+}

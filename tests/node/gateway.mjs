@@ -11,7 +11,7 @@ export const GATEWAY_BIN = process.env.GATEWAY_BIN ?? path.join(here, "../../tar
 
 /** Start the gateway with extra environment; resolves to {url, proc, stop()}. */
 export async function startGateway(env = {}) {
-  const proc = spawn(GATEWAY_BIN, ["serve", "--listen", "127.0.0.1:0"], {
+  const proc = spawn(GATEWAY_BIN, ["serve", "--listen", "127.0.0.1:0", "--no-record"], {
     env: { ...process.env, RTCIO_GATEWAY_LOG__FORMAT: "json", RTCIO_GATEWAY_LOG__LEVEL: "info", ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
