@@ -326,7 +326,8 @@ impl StreamTask {
             }
         }
         let mut pli: Option<&str> = None;
-        for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
+        for slot in self.slots.iter_mut() {
+            let Some(active) = slot.active.as_mut() else { continue };
             if !active.output.has_input(kind) {
                 continue;
             }
@@ -347,6 +348,8 @@ impl StreamTask {
                     });
                 }
                 if first_keyframe {
+                    // Media flows again: a later failure starts the back-off afresh.
+                    slot.failures = 0;
                     let waited = now.duration_since(active.gate_opened);
                     self.settings.metrics.first_keyframe_seconds.observe(waited.as_secs_f64());
                     if let Some(record) = active.record.as_mut()
@@ -391,7 +394,10 @@ impl StreamTask {
                 slot.failures += 1;
                 let backoff = match slot.target {
                     Target::Record { .. } => Duration::from_secs(2u64.saturating_pow(slot.failures).min(30)),
-                    Target::Relay { .. } => Duration::from_secs(slot.failures.min(10) as u64),
+                    Target::Relay { .. } => {
+                        self.settings.metrics.relay_restarts_total.inc();
+                        Duration::from_secs(slot.failures.min(10) as u64)
+                    }
                 };
                 slot.retry_at = Some(Instant::now() + backoff);
             }

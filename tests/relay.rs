@@ -1,0 +1,194 @@
+//! Relaying a room to a real RTMP server (Debian's nginx with the RTMP
+//! module, started by `scripts/rtmp-server.sh` on a loopback port) and
+//! checking what arrives with ffprobe, as a viewer would.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use rtcio_gateway::config::RelayTarget;
+use rtcio_gateway::media::source::{AudioCodec, MediaSource, SourceConfig, VideoCodec};
+use rtcio_gateway::metrics::Metrics;
+use rtcio_gateway::participant::link::LinkConfig;
+use rtcio_gateway::participant::room::{Participant, ParticipantConfig};
+use serde_json::Value;
+
+/// An nginx-rtmp instance; stopped when dropped.
+struct RtmpServer {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rtmp-server.sh")
+}
+
+impl RtmpServer {
+    fn start() -> RtmpServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = RtmpServer { dir, port };
+        server.launch();
+        server
+    }
+
+    fn launch(&self) {
+        let out = std::process::Command::new(script())
+            .arg("start")
+            .arg(self.dir.path())
+            .arg(self.port.to_string())
+            .output()
+            .expect("scripts/rtmp-server.sh");
+        assert!(out.status.success(), "nginx-rtmp: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn stop(&self) {
+        let _ = std::process::Command::new(script()).arg("stop").arg(self.dir.path()).status();
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{key}", self.port)
+    }
+}
+
+impl Drop for RtmpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// ffprobe the live stream until it answers with both streams (a player joining mid-stream).
+async fn probe_live(url: &str, within: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        let url = url.to_string();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("timeout")
+                .args(["-s", "KILL", "10", "ffprobe", "-v", "error", "-show_streams", "-of", "json", &url])
+                .output()
+                .expect("ffprobe")
+        })
+        .await
+        .unwrap();
+        if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) {
+            let kinds: Vec<&str> =
+                v["streams"].as_array().map(|s| s.iter().filter_map(|s| s["codec_type"].as_str()).collect()).unwrap_or_default();
+            if kinds.contains(&"video") && kinds.contains(&"audio") {
+                return v;
+            }
+        }
+        last = String::from_utf8_lossy(&out.stderr).to_string();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    panic!("nothing playable at {url} within {within:?}: {last}");
+}
+
+fn stream<'a>(probe: &'a Value, kind: &str) -> &'a Value {
+    probe["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == kind).unwrap()
+}
+
+fn publisher(url: &str, room: &str, metrics: &Metrics) -> Participant {
+    let config = ParticipantConfig {
+        link: LinkConfig { server: url.into(), room: room.into(), name: "streamer".into(), password: None, token: None },
+        channels: vec!["chat".into()],
+        udp_bind: "127.0.0.1".parse().unwrap(),
+        ice_servers: vec![],
+    };
+    Participant::start(config, metrics.participant.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_relay_transcodes_vp8_to_h264_and_survives_an_rtmp_restart() {
+    let rtmp = RtmpServer::start();
+    let target = rtmp.url("town-hall");
+    let relay_url = target.clone();
+    let gw = start_with(move |c| {
+        c.recording.udp_bind = "127.0.0.1".parse().unwrap();
+        c.recording.track_wait_ms = 500;
+        c.relay.video_kbps = 800;
+        c.relay.targets =
+            vec![RelayTarget { room: "hall".into(), url: relay_url, peer: String::new(), event: String::new(), template: String::new() }];
+    })
+    .await;
+    let metrics = Metrics::new();
+    let streamer = publisher(&url(&gw), "hall", &metrics);
+    // A screen share is never picked by default; the camera is.
+    let screen = MediaSource::start(&SourceConfig { width: 320, height: 240, ..Default::default() }).unwrap();
+    streamer.publish(screen.stream("screen-1", "screen", None)).unwrap();
+    let camera = MediaSource::start(&SourceConfig {
+        video: Some(VideoCodec::Vp8),
+        audio: Some(AudioCodec::Opus),
+        width: 640,
+        height: 360,
+        ..Default::default()
+    })
+    .unwrap();
+    streamer.publish(camera.stream("cam-1", "camera", None)).unwrap();
+
+    let probe = probe_live(&target, Duration::from_secs(30)).await;
+    let video = stream(&probe, "video");
+    assert_eq!(video["codec_name"], "h264");
+    assert_eq!((video["width"].as_u64(), video["height"].as_u64()), (Some(640), Some(360)), "{probe}");
+    assert_eq!(stream(&probe, "audio")["codec_name"], "aac");
+    assert!(metric(&gw, "rtcio_gateway_relays_active").await >= 1.0);
+
+    // The RTMP server goes away and comes back: the relay reconnects by itself.
+    rtmp.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rtmp.launch();
+    let probe = probe_live(&target, Duration::from_secs(30)).await;
+    assert_eq!(stream(&probe, "video")["codec_name"], "h264");
+    assert!(metric(&gw, "rtcio_gateway_relay_restarts_total").await >= 1.0);
+    assert!(metric(&gw, "rtcio_gateway_pipeline_errors_total{template=\"relay-rtmp\"}").await >= 1.0);
+
+    // The whole frame decodes as it arrives.
+    let decoded = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("timeout")
+            .args(["-s", "KILL", "20", "ffmpeg", "-v", "error", "-nostdin", "-i", &target, "-t", "3", "-f", "null", "-"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(decoded.status.success(), "{}", String::from_utf8_lossy(&decoded.stderr));
+    streamer.shutdown().await;
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_command_passes_h264_through() {
+    let rtmp = RtmpServer::start();
+    let target = rtmp.url("cli");
+    let gw = start_gateway().await;
+    let metrics = Metrics::new();
+    let streamer = publisher(&url(&gw), "show", &metrics);
+    let camera = MediaSource::start(&SourceConfig {
+        video: Some(VideoCodec::H264),
+        audio: Some(AudioCodec::Opus),
+        width: 480,
+        height: 270,
+        ..Default::default()
+    })
+    .unwrap();
+    streamer.publish(camera.stream("cam-h", "camera", None)).unwrap();
+    let mut relay = std::process::Command::new(env!("CARGO_BIN_EXE_rtcio-gateway"))
+        .args(["relay", "--server", &url(&gw), "--room", "show", "--udp-bind", "127.0.0.1", "--rtmp", &target])
+        .args(["--peer", "streamer", "--event", "camera"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let probe = probe_live(&target, Duration::from_secs(30)).await;
+    let _ = std::process::Command::new("kill").args(["-TERM", &relay.id().to_string()]).status();
+    let status = relay.wait().unwrap();
+    let video = stream(&probe, "video");
+    assert_eq!(video["codec_name"], "h264");
+    assert_eq!((video["width"].as_u64(), video["height"].as_u64()), (Some(480), Some(270)), "{probe}");
+    assert_eq!(stream(&probe, "audio")["codec_name"], "aac");
+    assert!(status.success(), "{status:?}");
+    streamer.shutdown().await;
+    gw.shutdown().await.unwrap();
+}
