@@ -5,6 +5,9 @@
 #   - Node.js + npm (socket.io-client test suite) if node is missing
 #   - GStreamer 1.22 (headers for the Rust bindings, and the plugins that
 #     encode, packetize, depacketize and mux media)
+#   - ffmpeg (tests check recordings and relays with ffprobe/ffmpeg),
+#     gst-discoverer (gstreamer1.0-plugins-base-apps), and nginx with the RTMP
+#     module (the relay tests' RTMP server, started by scripts/rtmp-server.sh)
 #   - the npm packages of tests/node (from package-lock.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +22,8 @@ command -v node >/dev/null || apt_packages+=(nodejs)
 command -v npm >/dev/null || apt_packages+=(npm)
 for pkg in pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-    gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools; do
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-plugins-base-apps \
+    ffmpeg nginx-light libnginx-mod-rtmp; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_packages+=("$pkg")
 done
 

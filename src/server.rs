@@ -59,6 +59,9 @@ impl Gateway {
         let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
         let local_addr = listener.local_addr()?;
         let metrics = Arc::new(Metrics::new());
+        for template in templates.templates() {
+            metrics.media.pipeline_errors_total.with_label_values(&[&template.name]);
+        }
 
         let sc = &config.signaling;
         // The transport accepts up to twice the event cap so that a slightly
@@ -160,6 +163,8 @@ pub fn load_templates(config: &Config) -> Result<TemplateSet, ServeError> {
     for finding in findings {
         if finding.fatal {
             fatal.push(finding.to_string());
+        } else if templates.get(&finding.template).is_ok_and(|t| t.origin == "built-in") {
+            tracing::info!(%finding, "built-in template branch unavailable on this machine");
         } else {
             tracing::warn!(%finding, "pipeline template branch disabled");
         }
