@@ -171,3 +171,29 @@ fn join_hears_what_publish_sends() {
     assert!(chat.lines().count() >= 5 && chat.contains("hello #"), "{chat}");
     assert!(heard.contains("(Finished, stream-ended)") || heard.contains("(Finished, peer-left)"), "{heard}");
 }
+
+/// `pipelines check` validates user templates before anything runs, and
+/// `serve` refuses to start with a broken one, naming template and element.
+#[test]
+fn pipeline_templates_are_checked_before_use() {
+    let (code, out, err) = run(gateway().args(["pipelines", "check"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("record-webm") && out.contains("record-mkv") && out.contains("relay-rtmp"), "{out}");
+    assert!(out.contains("all templates usable"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("my-archive.toml"),
+        "kind = \"record\"\nextension = \"mkv\"\noutput = \"matroskamux name=mux ! filesinkk location={location}\"\n[audio]\nOPUS = \"appsrc name=audio ! rtpopusdepay ! opusparse ! mux.\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(gateway().args(["pipelines", "check", "--dir"]).arg(dir.path()));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error: my-archive") && out.contains("filesinkk"), "{out}");
+
+    let (code, _, err) = run(gateway()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RTCIO_GATEWAY_PIPELINES__DIR", dir.path()));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("my-archive") && err.contains("filesinkk"), "{err}");
+}

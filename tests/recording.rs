@@ -409,3 +409,57 @@ async fn sigterm_finalises_every_recording_within_five_seconds() {
     let text = String::from_utf8_lossy(&discover.stdout);
     assert!(text.contains("Seekable: yes"), "{text}");
 }
+
+/// A full disk (here: the muxer also writes to /dev/full, which fails every
+/// write with ENOSPC) fails the recording with the error in its manifest,
+/// counts it, and the gateway keeps trying with a new file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_file_clearly_and_recording_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::write(
+        templates.path().join("record-webm.toml"),
+        r#"kind = "record"
+extension = "webm"
+output = "webmmux name=mux ! tee name=t ! queue ! filesink location={location} t. ! queue ! filesink location=/dev/full"
+[video]
+VP8 = "appsrc name=video ! rtpjitterbuffer latency={latency} ! rtpvp8depay ! queue ! mux."
+[audio]
+OPUS = "appsrc name=audio ! rtpjitterbuffer latency={latency} ! rtpopusdepay ! opusparse ! queue ! mux."
+"#,
+    )
+    .unwrap();
+    init_tracing();
+    let (recordings, user_templates) = (dir.path().to_path_buf(), templates.path().display().to_string());
+    let gw = start_with(move |c| {
+        c.recording.enabled = true;
+        c.recording.dir = recordings;
+        c.recording.udp_bind = "127.0.0.1".parse().unwrap();
+        c.recording.track_wait_ms = 500;
+        c.pipelines.dir = user_templates;
+    })
+    .await;
+    let metrics = Metrics::new();
+    let mut frank = publisher(&gw, "full", "frank", &metrics);
+    recorder_connected(&mut frank).await;
+    let media = source(Some(VideoCodec::Vp8));
+    frank.publish(media.stream("cam", "camera", None)).unwrap();
+    let room_dir = dir.path().join("full");
+    let deadline = tokio::time::Instant::now() + LONG;
+    let failed = loop {
+        let failed: Vec<_> = manifests(&room_dir).into_iter().filter(|(_, m)| m["state"] == "failed").collect();
+        if failed.len() >= 2 {
+            break failed;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:#?}", manifests(&room_dir));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (_, manifest) = &failed[0];
+    assert_eq!(manifest["end_reason"], "pipeline-error");
+    let error = manifest["error"].as_str().unwrap();
+    assert!(error.to_lowercase().contains("space"), "{error}");
+    assert!(metric(&gw, "rtcio_gateway_pipeline_errors_total{template=\"record-webm\"}").await >= 2.0);
+    assert!(metric(&gw, "rtcio_gateway_recordings_total{result=\"failed\"}").await >= 2.0);
+    frank.shutdown().await;
+    gw.shutdown().await.unwrap();
+}

@@ -228,3 +228,66 @@ fn configure_input(
     }
     Ok(src)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::shared::marshal::Marshal;
+
+    fn vp8_packet(seq: u16, ts: u32, key: bool) -> Bytes {
+        let payload: &[u8] = if key { &[0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a] } else { &[0x10, 0x01, 0x00, 0x00] };
+        let packet = crate::participant::events::RtpPacket {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type: VIDEO_PT,
+                sequence_number: seq,
+                timestamp: ts,
+                ssrc: 7,
+                ..Default::default()
+            },
+            payload: Bytes::copy_from_slice(payload),
+        };
+        packet.marshal().unwrap().freeze()
+    }
+
+    /// Loss the jitter buffer gives up on makes the depayloader ask for a
+    /// keyframe, and the request reaches us through the appsrc probe.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unrepaired_loss_becomes_a_keyframe_request() {
+        let description = "appsrc name=video ! rtpjitterbuffer latency=50 do-lost=true ! rtpvp8depay request-keyframe=true wait-for-keyframe=true ! fakesink";
+        let caps = InputCaps { kind: MediaKind::Video, encoding_name: "VP8".into(), clock_rate: 90_000, channels: 0 };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let output = Output::start(description, Some(&caps), None, 3, tx).unwrap();
+        let mut seq = 100u16;
+        for frame in 0..40u32 {
+            // Packets 20..25 never arrive.
+            if !(20..25).contains(&frame) {
+                output.push(MediaKind::Video, vp8_packet(seq, frame * 3000, frame == 0));
+            }
+            seq = seq.wrapping_add(1);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(event.ok().flatten(), Some((3, OutputEvent::KeyframeRequested)));
+        // The jitter buffer counts what it gave up on.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let mut drops = output.jitterbuffer_drops();
+        while !drops.iter().any(|(k, lost, _)| *k == MediaKind::Video && *lost >= 1) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drops = output.jitterbuffer_drops();
+        }
+        assert!(drops.iter().any(|(k, lost, _)| *k == MediaKind::Video && *lost >= 1), "{drops:?}");
+        assert!(output.finish(Duration::from_secs(5)).await);
+    }
+
+    #[test]
+    fn a_pipeline_without_the_named_input_is_refused() {
+        let caps = InputCaps { kind: MediaKind::Audio, encoding_name: "OPUS".into(), clock_rate: 48_000, channels: 2 };
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _guard = rt.enter();
+        let err = Output::start("appsrc name=video ! fakesink", None, Some(&caps), 1, tx).err().unwrap();
+        assert!(matches!(err, OutputError::MissingInput("audio")), "{err}");
+    }
+}
