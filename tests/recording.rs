@@ -238,11 +238,8 @@ async fn tracks_removed_readded_or_late_never_break_a_file() {
     // ...video is removed and re-added quickly (a new SSRC again)...
     dave.publish(audio_only.clone()).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut readded = full.clone();
-    for t in readded.tracks.iter_mut().filter(|t| t.kind == rtcio_gateway::participant::events::MediaKind::Video) {
-        t.track_id = format!("{}-again", t.track_id);
-    }
-    dave.publish(readded).unwrap();
+    // The same track again (removeTrack + addTrack of one MediaStreamTrack): a new transceiver, same track id.
+    dave.publish(full.clone()).unwrap();
     tokio::time::sleep(Duration::from_millis(3000)).await;
     dave.unpublish("s1").unwrap();
 
@@ -267,6 +264,9 @@ async fn tracks_removed_readded_or_late_never_break_a_file() {
     assert!(stream(&probe, "video").is_some() && stream(&probe, "audio").is_some(), "{probe}");
     assert_eq!(all.len(), 2, "the quick re-add continued the same file: {reasons:?}");
     assert!(duration_of(&probe) > 5.0, "{probe}");
+    // Video continues after the re-add, to the end of the file.
+    let (_, _, last_frame) = decode(&file_of(&last.0, &last.1));
+    assert!(last_frame > duration_of(&probe) - 1.0, "video stops at {last_frame:.2}s: {probe}");
     drop(done);
     dave.shutdown().await;
     gw.shutdown().await.unwrap();

@@ -211,8 +211,6 @@ struct Driver {
     announced: HashSet<String>,
     held_tracks: HashMap<String, Vec<ReceivedTrack>>,
     remote_tracks: Vec<RemoteTrackEntry>,
-    /// Remote tracks whose transceiver went inactive (it may be reused later).
-    inactive_tracks: Vec<Arc<dyn TrackRemote>>,
     local_senders: HashMap<String, LocalSender>,
     peer_connected: bool,
     candidates_since_end: usize,
@@ -241,7 +239,6 @@ impl Driver {
             announced: HashSet::new(),
             held_tracks: HashMap::new(),
             remote_tracks: Vec::new(),
-            inactive_tracks: Vec::new(),
             local_senders: HashMap::new(),
             peer_connected: false,
             candidates_since_end: 0,
@@ -526,33 +523,23 @@ impl Driver {
     /// After a remote description: count negotiator decisions and notice
     /// remote tracks the peer stopped sending (webrtc-rs sends no track-ended event).
     async fn after_remote_description(&mut self) {
-        let mut active_receivers = Vec::new();
+        let mut active = HashSet::new();
         for t in self.pc.get_transceivers().await {
             let direction = t.current_direction().await.unwrap_or(RTCRtpTransceiverDirection::Inactive);
             if matches!(direction, RTCRtpTransceiverDirection::Recvonly | RTCRtpTransceiverDirection::Sendrecv) {
                 if let Ok(Some(receiver)) = t.receiver().await {
-                    active_receivers.push(receiver.track().clone());
+                    active.insert(Arc::as_ptr(receiver.track()) as *const () as usize);
                 }
             }
         }
         let key = |t: &Arc<dyn TrackRemote>| Arc::as_ptr(t) as *const () as usize;
-        let active: HashSet<usize> = active_receivers.iter().map(key).collect();
         let (ended, kept): (Vec<_>, Vec<_>) =
             self.remote_tracks.drain(..).partition(|e| !active.contains(&key(&e.track)));
         self.remote_tracks = kept;
         for entry in ended {
             tracing::debug!(peer = %self.peer.id, stream = %entry.stream_id, track = %entry.track_id, "remote track went inactive");
             entry.cancel.cancel();
-            self.inactive_tracks.push(entry.track);
-        }
-        // A transceiver the peer reused for a new track (remove + add): webrtc-rs
-        // does not announce its track again, so pick it up here.
-        for track in active_receivers {
-            if let Some(i) = self.inactive_tracks.iter().position(|t| key(t) == key(&track)) {
-                self.inactive_tracks.swap_remove(i);
-                tracing::debug!(peer = %self.peer.id, "a reused transceiver is active again");
-                self.on_remote_track(track).await;
-            }
+            tokio::spawn(super::tracks::watch_for_reuse(entry.track, self.internal_tx.clone()));
         }
     }
 

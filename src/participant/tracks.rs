@@ -126,3 +126,20 @@ async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime_type: &str) -
         .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime_type))
         .map(|c| c.payload_type)
 }
+
+/// A remote track that went inactive may come back: webrtc-rs keys remote
+/// tracks by track id, so a peer that removes a track and adds it again (a
+/// new transceiver, same track id) sends its packets to the old track object
+/// without announcing it again. Its first packet makes it a new track for us.
+pub(super) async fn watch_for_reuse(track: Arc<dyn TrackRemote>, internal: mpsc::UnboundedSender<Internal>) {
+    loop {
+        match track.poll().await {
+            Some(TrackRemoteEvent::OnRtpPacket(_)) => {
+                let _ = internal.send(Internal::RemoteTrack(track));
+                return;
+            }
+            Some(TrackRemoteEvent::OnEnded) | None => return,
+            Some(_) => {}
+        }
+    }
+}
