@@ -12,15 +12,15 @@ use std::sync::Arc;
 
 use crate::cli::{JoinArgs, MediaArgs, PublishArgs, RelayArgs, RoomArgs};
 use crate::media::source::{AudioCodec, Input, MediaSource, SourceConfig, short_id};
-use crate::metrics::Metrics;
 use crate::media::templates::TemplateSet;
+use crate::metrics::Metrics;
 use crate::participant::events::ParticipantEvent;
+use crate::participant::link::LinkConfig;
+use crate::participant::room::{Participant, ParticipantConfig};
 use crate::recorder::naming;
 use crate::recorder::room::{RelaySpec, RoomPlan, RoomRecorder};
 use crate::recorder::runner::{Outcome, run_room};
 use crate::recorder::stream::OutputSettings;
-use crate::participant::link::LinkConfig;
-use crate::participant::room::{Participant, ParticipantConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -104,7 +104,8 @@ async fn run_recording_participant(
     default_name: &str,
     duration: Option<u64>,
 ) -> Result<(), CommandError> {
-    let mut templates = TemplateSet::load(media.pipelines.as_deref()).map_err(|e| CommandError::Usage(e.to_string()))?;
+    let mut templates =
+        TemplateSet::load(media.pipelines.as_deref()).map_err(|e| CommandError::Usage(e.to_string()))?;
     let findings = templates.validate().map_err(|e| CommandError::Usage(format!("GStreamer: {e}")))?;
     if let Some(fatal) = findings.iter().find(|f| f.fatal) {
         return Err(CommandError::Usage(format!("invalid pipeline template: {fatal}")));

@@ -20,6 +20,7 @@ pub const ENV_CONFIG_FILE: &str = "RTCIO_GATEWAY_CONFIG";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     pub server: ServerConfig,
     pub signaling: SignalingConfig,
@@ -68,6 +69,7 @@ pub struct SignalingConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct AuthConfig {
     /// HS256 secret; when set, every socket.io connection must carry a valid
     /// JWT in `auth.token`. Empty disables authentication.
@@ -93,20 +95,6 @@ pub enum LogFormat {
     Json,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            signaling: SignalingConfig::default(),
-            auth: AuthConfig::default(),
-            log: LogConfig::default(),
-            recording: RecordingConfig::default(),
-            pipelines: PipelinesConfig::default(),
-            relay: RelayConfig::default(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         Self { listen: SocketAddr::from(([0, 0, 0, 0], 3000)), cors_origins: vec!["*".into()], shutdown_grace_secs: 10 }
@@ -127,12 +115,6 @@ impl Default for SignalingConfig {
             ping_timeout_secs: 20,
             outgoing_buffer_packets: 1024,
         }
-    }
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self { jwt_secret: String::new(), jwt_issuer: String::new(), jwt_audience: String::new() }
     }
 }
 

@@ -62,7 +62,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 PipelinesCommand::List(args) => (args, true),
             };
             let config = Config::load(args.file.config.as_deref(), std::env::vars())?;
-            let dir = args.dir.clone().or_else(|| (!config.pipelines.dir.is_empty()).then(|| config.pipelines.dir.clone().into()));
+            let dir = args
+                .dir
+                .clone()
+                .or_else(|| (!config.pipelines.dir.is_empty()).then(|| config.pipelines.dir.clone().into()));
             if rtcio_gateway::commands::pipelines(dir.as_deref(), args.strict, list)? {
                 Ok(())
             } else {

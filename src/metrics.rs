@@ -344,10 +344,7 @@ impl MediaMetrics {
             first_keyframe_seconds,
             recordings_active: gauge("recordings_active", "Recordings being written"),
             recordings_total: counter_vec("recordings_total", "Recordings ended, by result", &["result"]),
-            recording_bytes_written_total: counter(
-                "recording_bytes_written_total",
-                "Bytes written to recording files",
-            ),
+            recording_bytes_written_total: counter("recording_bytes_written_total", "Bytes written to recording files"),
             relays_active: gauge("relays_active", "Relays sending"),
             relay_restarts_total: counter("relay_restarts_total", "Relay pipelines restarted after an error"),
             pipeline_errors_total: counter_vec(

@@ -110,12 +110,12 @@ impl<Id: Copy + Eq + Hash> Registry<Id> {
         password: &str,
         limits: RoomLimits,
     ) -> Result<Joined<Id>, JoinErrorReason> {
-        if let Some(r) = self.rooms.get_mut(room) {
-            if let Some(pos) = r.members.iter().position(|(m, _)| *m == id) {
-                r.members[pos].1 = name.to_owned();
-                let existing = snapshot(r, &self.sockets, Some(id));
-                return Ok(Joined::Already { existing });
-            }
+        if let Some(r) = self.rooms.get_mut(room)
+            && let Some(pos) = r.members.iter().position(|(m, _)| *m == id)
+        {
+            r.members[pos].1 = name.to_owned();
+            let existing = snapshot(r, &self.sockets, Some(id));
+            return Ok(Joined::Already { existing });
         }
         let entry_rooms = self.sockets.get(&id).map_or(0, |s| s.rooms.len());
         if limits.max_rooms_per_socket > 0 && entry_rooms >= limits.max_rooms_per_socket {

@@ -16,8 +16,8 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 
 use crate::config::Config;
 use crate::http::{self, HttpState};
-use crate::metrics::Metrics;
 use crate::media::templates::TemplateSet;
+use crate::metrics::Metrics;
 use crate::recorder::auto::{AutoRecorder, Planner, SelfJoin, output_settings};
 use crate::signaling::{JwtVerifier, Signaling, internal_token};
 

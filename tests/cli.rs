@@ -98,7 +98,18 @@ fn join_hears_what_publish_sends() {
     let url = format!("http://{addr}");
     let recordings = tempfile::tempdir().unwrap();
     let mut join = gateway()
-        .args(["join", "--server", &url, "--room", "cli", "--udp-bind", "127.0.0.1", "--duration", "14", "--recordings"])
+        .args([
+            "join",
+            "--server",
+            &url,
+            "--room",
+            "cli",
+            "--udp-bind",
+            "127.0.0.1",
+            "--duration",
+            "14",
+            "--recordings",
+        ])
         .arg(recordings.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -191,9 +202,8 @@ fn pipeline_templates_are_checked_before_use() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("error: my-archive") && out.contains("filesinkk"), "{out}");
 
-    let (code, _, err) = run(gateway()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RTCIO_GATEWAY_PIPELINES__DIR", dir.path()));
+    let (code, _, err) =
+        run(gateway().args(["serve", "--listen", "127.0.0.1:0"]).env("RTCIO_GATEWAY_PIPELINES__DIR", dir.path()));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("my-archive") && err.contains("filesinkk"), "{err}");
 }

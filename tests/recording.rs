@@ -57,8 +57,12 @@ async fn wait_for(p: &mut Participant, what: &str, pred: impl Fn(&ParticipantEve
 }
 
 async fn recorder_connected(p: &mut Participant) {
-    wait_for(p, "the recorder", |e| matches!(e, ParticipantEvent::PeerConnected(peer) if peer.name.contains("recorder")))
-        .await;
+    wait_for(
+        p,
+        "the recorder",
+        |e| matches!(e, ParticipantEvent::PeerConnected(peer) if peer.name.contains("recorder")),
+    )
+    .await;
 }
 
 fn source(video: Option<VideoCodec>) -> MediaSource {
@@ -127,8 +131,11 @@ async fn vp8_and_opus_are_recorded_to_webm_with_manifest_and_chat_log() {
 
     let log = std::fs::read_to_string(room_dir.join("chat.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let chat: Vec<&str> =
-        lines.iter().filter(|l| l["channel"] == "chat" && l["event"] == "msg").map(|l| l["args"][0].as_str().unwrap()).collect();
+    let chat: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["channel"] == "chat" && l["event"] == "msg")
+        .map(|l| l["args"][0].as_str().unwrap())
+        .collect();
     let expected: Vec<String> = (0..10).map(|i| format!("hello #{i}")).collect();
     // The first message right after connect can be lost (known participant issue); the rest arrive in order.
     assert!(chat.len() >= 9 && expected.ends_with(&chat.iter().map(|s| s.to_string()).collect::<Vec<_>>()), "{chat:?}");
@@ -251,7 +258,9 @@ async fn tracks_removed_readded_or_late_never_break_a_file() {
     for (path, manifest) in &all {
         let file = file_of(path, manifest);
         let (decoded, errors, _) = decode(&file);
-        if !errors.is_empty() { let _ = std::fs::copy(&file, "/tmp/bad.webm"); }
+        if !errors.is_empty() {
+            let _ = std::fs::copy(&file, "/tmp/bad.webm");
+        }
         assert!(decoded && errors.is_empty(), "{}: {errors}\nall: {reasons:?}", file.display());
     }
     // First file: the audio before video arrived; the second holds audio and video to the end.

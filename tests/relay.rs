@@ -74,8 +74,10 @@ async fn probe_live(url: &str, within: Duration) -> Value {
         .await
         .unwrap();
         if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout) {
-            let kinds: Vec<&str> =
-                v["streams"].as_array().map(|s| s.iter().filter_map(|s| s["codec_type"].as_str()).collect()).unwrap_or_default();
+            let kinds: Vec<&str> = v["streams"]
+                .as_array()
+                .map(|s| s.iter().filter_map(|s| s["codec_type"].as_str()).collect())
+                .unwrap_or_default();
             if kinds.contains(&"video") && kinds.contains(&"audio") {
                 return v;
             }
@@ -92,7 +94,13 @@ fn stream<'a>(probe: &'a Value, kind: &str) -> &'a Value {
 
 fn publisher(url: &str, room: &str, metrics: &Metrics) -> Participant {
     let config = ParticipantConfig {
-        link: LinkConfig { server: url.into(), room: room.into(), name: "streamer".into(), password: None, token: None },
+        link: LinkConfig {
+            server: url.into(),
+            room: room.into(),
+            name: "streamer".into(),
+            password: None,
+            token: None,
+        },
         channels: vec!["chat".into()],
         udp_bind: "127.0.0.1".parse().unwrap(),
         ice_servers: vec![],
@@ -109,8 +117,13 @@ async fn a_configured_relay_transcodes_vp8_to_h264_and_survives_an_rtmp_restart(
         c.recording.udp_bind = "127.0.0.1".parse().unwrap();
         c.recording.track_wait_ms = 500;
         c.relay.video_kbps = 800;
-        c.relay.targets =
-            vec![RelayTarget { room: "hall".into(), url: relay_url, peer: String::new(), event: String::new(), template: String::new() }];
+        c.relay.targets = vec![RelayTarget {
+            room: "hall".into(),
+            url: relay_url,
+            peer: String::new(),
+            event: String::new(),
+            template: String::new(),
+        }];
     })
     .await;
     let metrics = Metrics::new();
@@ -147,7 +160,9 @@ async fn a_configured_relay_transcodes_vp8_to_h264_and_survives_an_rtmp_restart(
     // The whole frame decodes as it arrives.
     let decoded = tokio::task::spawn_blocking(move || {
         std::process::Command::new("timeout")
-            .args(["-s", "KILL", "20", "ffmpeg", "-v", "error", "-nostdin", "-i", &target, "-t", "3", "-f", "null", "-"])
+            .args([
+                "-s", "KILL", "20", "ffmpeg", "-v", "error", "-nostdin", "-i", &target, "-t", "3", "-f", "null", "-",
+            ])
             .output()
             .unwrap()
     })

@@ -7,8 +7,8 @@
 //! - [`templates`]: the pipeline templates of `pipelines/` (loading, validation, choice).
 
 pub mod continuity;
-pub mod output;
 pub mod keyframes;
+pub mod output;
 pub mod source;
 pub mod templates;
 

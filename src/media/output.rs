@@ -273,7 +273,9 @@ mod tests {
         // The jitter buffer counts what it gave up on.
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
         let mut drops = output.jitterbuffer_drops();
-        while !drops.iter().any(|(k, lost, _)| *k == MediaKind::Video && *lost >= 1) && std::time::Instant::now() < deadline {
+        while !drops.iter().any(|(k, lost, _)| *k == MediaKind::Video && *lost >= 1)
+            && std::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
             drops = output.jitterbuffer_drops();
         }

@@ -130,11 +130,8 @@ pub struct TemplateSet {
 
 impl Template {
     fn parse(name: &str, origin: &str, text: &str) -> Result<Template, TemplateError> {
-        let invalid = |message: String| TemplateError::Invalid {
-            name: name.to_string(),
-            origin: origin.to_string(),
-            message,
-        };
+        let invalid =
+            |message: String| TemplateError::Invalid { name: name.to_string(), origin: origin.to_string(), message };
         let file: TemplateFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let extension = match (file.kind, file.extension) {
             (TemplateKind::Record, Some(ext)) if valid_extension(&ext) => ext,
@@ -302,10 +299,8 @@ impl TemplateSet {
             templates.push(Template::parse(name, "built-in", text)?);
         }
         if let Some(dir) = user_dir {
-            let dir_error = |e: std::io::Error| TemplateError::Directory {
-                dir: dir.display().to_string(),
-                message: e.to_string(),
-            };
+            let dir_error =
+                |e: std::io::Error| TemplateError::Directory { dir: dir.display().to_string(), message: e.to_string() };
             let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
                 .map_err(dir_error)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -349,7 +344,8 @@ impl TemplateSet {
                 checks.push((format!("audio {codec}"), None, Some(codec.clone())));
             }
             for (part, video, audio) in checks {
-                let description = template.description(video.as_deref(), audio.as_deref(), &values).expect("branch exists");
+                let description =
+                    template.description(video.as_deref(), audio.as_deref(), &values).expect("branch exists");
                 if let Err(mut finding) = check_description(&description, video.is_some(), audio.is_some()) {
                     finding.template = template.name.clone();
                     if finding.part.is_empty() {
@@ -401,14 +397,20 @@ impl TemplateSet {
             if t.kind == kind && t.handles(video, audio) {
                 return Ok(t);
             }
-            return Err(TemplateError::NoMatch { kind, wanted, hint: format!(" (the configured template {name:?} does not)") });
+            return Err(TemplateError::NoMatch {
+                kind,
+                wanted,
+                hint: format!(" (the configured template {name:?} does not)"),
+            });
         }
         self.templates.iter().find(|t| t.kind == kind && t.handles(video, audio)).ok_or_else(|| {
             let known: Vec<String> = self
                 .templates
                 .iter()
                 .filter(|t| t.kind == kind)
-                .map(|t| format!("{}: {}", t.name, t.video_codecs().chain(t.audio_codecs()).collect::<Vec<_>>().join("/")))
+                .map(|t| {
+                    format!("{}: {}", t.name, t.video_codecs().chain(t.audio_codecs()).collect::<Vec<_>>().join("/"))
+                })
                 .collect();
             TemplateError::NoMatch { kind, wanted, hint: format!(" (available: {})", known.join("; ")) }
         })
@@ -503,7 +505,10 @@ mod tests {
         assert_eq!(findings.len(), 1, "{findings:?}");
         assert_eq!(findings[0].missing_elements, vec!["rtpvp9depayy".to_string()]);
         assert!(!findings[0].fatal);
-        assert_eq!(findings[0].to_string(), "mine [video VP9]: no element \"rtpvp9depayy\" (missing GStreamer element: rtpvp9depayy)");
+        assert_eq!(
+            findings[0].to_string(),
+            "mine [video VP9]: no element \"rtpvp9depayy\" (missing GStreamer element: rtpvp9depayy)"
+        );
         assert!(set.choose(TemplateKind::Record, Some("VP8"), None, None).is_ok());
         assert!(set.choose(TemplateKind::Record, Some("VP9"), None, None).is_err());
     }
@@ -530,13 +535,22 @@ mod tests {
     #[test]
     fn template_file_errors_are_clear() {
         let err = |text: &str| Template::parse("t", "test", text).unwrap_err().to_string();
-        assert!(err("kind = \"record\"\noutput = \"x {location}\"\n[video]\nVP8 = \"appsrc name=video\"").contains("extension"));
-        assert!(err("kind = \"relay\"\noutput = \"flvmux name=mux ! fakesink\"\n[video]\nH264=\"appsrc name=video\"").contains("{rtmp_url}"));
+        assert!(
+            err("kind = \"record\"\noutput = \"x {location}\"\n[video]\nVP8 = \"appsrc name=video\"")
+                .contains("extension")
+        );
+        assert!(
+            err("kind = \"relay\"\noutput = \"flvmux name=mux ! fakesink\"\n[video]\nH264=\"appsrc name=video\"")
+                .contains("{rtmp_url}")
+        );
         assert!(
             err("kind = \"relay\"\noutput = \"{rtmp_url} {colour}\"\n[video]\nH264=\"appsrc name=video\"")
                 .contains("unknown placeholder {colour}")
         );
-        assert!(err("kind = \"record\"\nextension=\"mkv\"\noutput = \"{location}\"\n[video]\nVP8 = \"appsrc name=audio\"").contains("appsrc name=video"));
+        assert!(
+            err("kind = \"record\"\nextension=\"mkv\"\noutput = \"{location}\"\n[video]\nVP8 = \"appsrc name=audio\"")
+                .contains("appsrc name=video")
+        );
         assert!(err("kind = \"other\"").contains("t (test)"));
     }
 
@@ -548,7 +562,10 @@ mod tests {
             latency_ms: 150,
             video_kbps: 2500,
         };
-        let filled = fill_placeholders("a location={location} b={rtmp_url} l={latency} caps={ I420, NV12 } k={video_kbps}", &values);
+        let filled = fill_placeholders(
+            "a location={location} b={rtmp_url} l={latency} caps={ I420, NV12 } k={video_kbps}",
+            &values,
+        );
         assert_eq!(
             filled,
             "a location=\"/rec/a b\\\"c.webm\" b=\"rtmp://h/app/key?x=1&y=2\" l=150 caps={ I420, NV12 } k=2500"

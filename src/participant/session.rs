@@ -526,10 +526,10 @@ impl Driver {
         let mut active = HashSet::new();
         for t in self.pc.get_transceivers().await {
             let direction = t.current_direction().await.unwrap_or(RTCRtpTransceiverDirection::Inactive);
-            if matches!(direction, RTCRtpTransceiverDirection::Recvonly | RTCRtpTransceiverDirection::Sendrecv) {
-                if let Ok(Some(receiver)) = t.receiver().await {
-                    active.insert(Arc::as_ptr(receiver.track()) as *const () as usize);
-                }
+            if matches!(direction, RTCRtpTransceiverDirection::Recvonly | RTCRtpTransceiverDirection::Sendrecv)
+                && let Ok(Some(receiver)) = t.receiver().await
+            {
+                active.insert(Arc::as_ptr(receiver.track()) as *const () as usize);
             }
         }
         let key = |t: &Arc<dyn TrackRemote>| Arc::as_ptr(t) as *const () as usize;

@@ -277,11 +277,11 @@ pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     let mut probe = Some(dir);
     while let Some(p) = probe {
         if let Ok(stat) = nix::sys::statvfs::statvfs(p) {
-            return Some(stat.blocks_available() as u64 * stat.fragment_size() as u64);
+            return Some(stat.blocks_available() * stat.fragment_size());
         }
         probe = p.parent().filter(|p| !p.as_os_str().is_empty());
     }
-    nix::sys::statvfs::statvfs(".").ok().map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+    nix::sys::statvfs::statvfs(".").ok().map(|s| s.blocks_available() * s.fragment_size())
 }
 
 /// Output settings from the configuration.

@@ -174,7 +174,12 @@ mod tests {
         assert_eq!(v["state"], "recording");
         assert_eq!(v["event"], "camera");
         assert_eq!(v["events"]["camera"][0]["metadata"]["k"], 1);
-        m.finish(RecordingState::Finished, SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_702_513_500), "peer-left", Some(42));
+        m.finish(
+            RecordingState::Finished,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_702_513_500),
+            "peer-left",
+            Some(42),
+        );
         write_manifest(&path, &m).unwrap();
         let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(v["state"], "finished");

@@ -23,10 +23,8 @@ pub fn sanitize_component(raw: &str) -> String {
 }
 
 fn sanitize_with_limit(raw: &str, limit: usize) -> String {
-    let mut safe: String = raw
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
-        .collect();
+    let mut safe: String =
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
     if safe.starts_with('.') {
         safe.replace_range(0..1, "_");
     }

@@ -124,27 +124,24 @@ impl RoomRecorder {
                     self.pick_relay();
                 }
             }
-            ParticipantEvent::Message(message) => {
-                if self.logs(&message.channel) {
-                    let room = self.plan.room.clone();
-                    if let Some(chat) = self.chat_log() {
-                        let (peer, channel) = (&message.peer, message.channel.name());
-                        let origin = Origin { room: &room, peer_id: &peer.id, peer_name: &peer.name, channel, at: message.at };
-                        if let Err(e) = chat.text(origin, &message.event, &message.args) {
-                            tracing::warn!(error = %e, "cannot write chat.jsonl");
-                        }
+            ParticipantEvent::Message(message) if self.logs(&message.channel) => {
+                let room = self.plan.room.clone();
+                if let Some(chat) = self.chat_log() {
+                    let (peer, channel) = (&message.peer, message.channel.name());
+                    let origin =
+                        Origin { room: &room, peer_id: &peer.id, peer_name: &peer.name, channel, at: message.at };
+                    if let Err(e) = chat.text(origin, &message.event, &message.args) {
+                        tracing::warn!(error = %e, "cannot write chat.jsonl");
                     }
                 }
             }
-            ParticipantEvent::Binary { peer, channel, data, at } => {
-                if self.logs(&channel) {
-                    let room = self.plan.room.clone();
-                    if let Some(chat) = self.chat_log() {
-                        let origin =
-                            Origin { room: &room, peer_id: &peer.id, peer_name: &peer.name, channel: channel.name(), at };
-                        if let Err(e) = chat.binary(origin, &data) {
-                            tracing::warn!(error = %e, "cannot write chat.jsonl");
-                        }
+            ParticipantEvent::Binary { peer, channel, data, at } if self.logs(&channel) => {
+                let room = self.plan.room.clone();
+                if let Some(chat) = self.chat_log() {
+                    let origin =
+                        Origin { room: &room, peer_id: &peer.id, peer_name: &peer.name, channel: channel.name(), at };
+                    if let Err(e) = chat.binary(origin, &data) {
+                        tracing::warn!(error = %e, "cannot write chat.jsonl");
                     }
                 }
             }

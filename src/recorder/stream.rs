@@ -475,7 +475,12 @@ impl StreamTask {
         let settings = self.settings.clone();
         let slot = &mut self.slots[index];
         slot.retry_at = None;
-        let template = match settings.templates.choose(slot.target.kind(), video.as_deref(), audio.as_deref(), slot.target.template()) {
+        let template = match settings.templates.choose(
+            slot.target.kind(),
+            video.as_deref(),
+            audio.as_deref(),
+            slot.target.template(),
+        ) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(room = %self.context.room, stream = %self.context.stream_id, error = %e, "stream not handled");
@@ -485,12 +490,23 @@ impl StreamTask {
         };
         slot.unsupported = None;
         let started_at = SystemTime::now();
-        let mut values =
-            Values { latency_ms: settings.jitter_latency_ms, video_kbps: settings.relay_video_kbps, ..Values::default() };
+        let mut values = Values {
+            latency_ms: settings.jitter_latency_ms,
+            video_kbps: settings.relay_video_kbps,
+            ..Values::default()
+        };
         let mut record = None;
         match &slot.target {
             Target::Record { room_dir, .. } => {
-                match new_record_file(&self.context, room_dir, &template.name, &template.extension, started_at, &self.video, &self.audio) {
+                match new_record_file(
+                    &self.context,
+                    room_dir,
+                    &template.name,
+                    &template.extension,
+                    started_at,
+                    &self.video,
+                    &self.audio,
+                ) {
                     Ok(file) => {
                         values.location = Some(file.path.clone());
                         record = Some(file);
@@ -499,7 +515,8 @@ impl StreamTask {
                         tracing::warn!(room = %self.context.room, dir = %room_dir.display(), error = %e, "cannot create the recording file");
                         settings.metrics.recordings_total.with_label_values(&["failed"]).inc();
                         slot.failures += 1;
-                        slot.retry_at = Some(Instant::now() + Duration::from_secs(2u64.saturating_pow(slot.failures).min(30)));
+                        slot.retry_at =
+                            Some(Instant::now() + Duration::from_secs(2u64.saturating_pow(slot.failures).min(30)));
                         return;
                     }
                 }
@@ -586,7 +603,8 @@ impl StreamTask {
             let size = std::fs::metadata(&record.path).map(|m| m.len()).ok();
             record.manifest.error = error.clone();
             if !failed && !finalised {
-                record.manifest.error = Some(format!("the file was not finalised within {:?}", self.settings.finish_timeout));
+                record.manifest.error =
+                    Some(format!("the file was not finalised within {:?}", self.settings.finish_timeout));
             }
             record.manifest.finish(state, SystemTime::now(), reason, size);
             write_manifest_logged(&record);
@@ -686,14 +704,16 @@ fn count_bytes_written(record: &mut RecordFile, metrics: &MediaMetrics) {
 
 fn count_jitterbuffer_drops(active: &mut Active, metrics: &MediaMetrics) {
     for (kind, lost, late) in active.output.jitterbuffer_drops() {
-        let (prev_lost, prev_late) = active
-            .jitter_counted
-            .iter()
-            .find(|(k, _, _)| *k == kind)
-            .map(|(_, l, t)| (*l, *t))
-            .unwrap_or((0, 0));
-        metrics.jitterbuffer_drops_total.with_label_values(&[kind.as_str(), "lost"]).inc_by(lost.saturating_sub(prev_lost));
-        metrics.jitterbuffer_drops_total.with_label_values(&[kind.as_str(), "late"]).inc_by(late.saturating_sub(prev_late));
+        let (prev_lost, prev_late) =
+            active.jitter_counted.iter().find(|(k, _, _)| *k == kind).map(|(_, l, t)| (*l, *t)).unwrap_or((0, 0));
+        metrics
+            .jitterbuffer_drops_total
+            .with_label_values(&[kind.as_str(), "lost"])
+            .inc_by(lost.saturating_sub(prev_lost));
+        metrics
+            .jitterbuffer_drops_total
+            .with_label_values(&[kind.as_str(), "late"])
+            .inc_by(late.saturating_sub(prev_late));
         active.jitter_counted.retain(|(k, _, _)| *k != kind);
         active.jitter_counted.push((kind, lost, late));
     }

@@ -33,7 +33,8 @@ pub fn internal_token(cfg: &AuthConfig) -> Option<String> {
         return None;
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut claims = serde_json::json!({"sub": "rtcio-gateway-recorder", "iat": now, "exp": now + 10 * 365 * 24 * 3600});
+    let mut claims =
+        serde_json::json!({"sub": "rtcio-gateway-recorder", "iat": now, "exp": now + 10 * 365 * 24 * 3600});
     if !cfg.jwt_issuer.is_empty() {
         claims["iss"] = cfg.jwt_issuer.clone().into();
     }

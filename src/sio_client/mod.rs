@@ -275,11 +275,10 @@ async fn run(
                     Some(Err(e)) => break format!("transport error: {e}"),
                 };
                 match EioPacket::parse(ProtocolVersion::V4, text.as_str().to_owned()) {
-                    Ok(EioPacket::Ping) => {
-                        if sink.send(Message::text(String::from(EioPacket::Pong))).await.is_err() {
+                    Ok(EioPacket::Ping)
+                        if sink.send(Message::text(String::from(EioPacket::Pong))).await.is_err() => {
                             break "transport error".to_string();
                         }
-                    }
                     Ok(EioPacket::Message(m)) => match decode(m) {
                         Ok(Packet { inner: PacketData::Event(Value::Str(data, _), _), .. }) => {
                             if raw_events {

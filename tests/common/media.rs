@@ -26,7 +26,16 @@ pub fn stream<'a>(probe: &'a Value, kind: &str) -> Option<&'a Value> {
 /// Decode every frame: (exit success, error output, last video frame time in seconds).
 pub fn decode(path: &Path) -> (bool, String, f64) {
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time,width,height", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts_time,width,height",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe runs");
@@ -59,10 +68,10 @@ pub fn frame_sizes(path: &Path) -> Vec<(u32, u32)> {
     let mut sizes: Vec<(u32, u32)> = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let mut it = line.split(',').filter(|s| !s.is_empty());
-        if let (Some(w), Some(h)) = (it.next().and_then(|w| w.parse().ok()), it.next().and_then(|h| h.parse().ok())) {
-            if sizes.last() != Some(&(w, h)) {
-                sizes.push((w, h));
-            }
+        if let (Some(w), Some(h)) = (it.next().and_then(|w| w.parse().ok()), it.next().and_then(|h| h.parse().ok()))
+            && sizes.last() != Some(&(w, h))
+        {
+            sizes.push((w, h));
         }
     }
     sizes
