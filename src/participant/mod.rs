@@ -1,7 +1,7 @@
 //! The headless rtc.io participant: joins a room through any rtc.io signaling
 //! server and behaves towards every peer like another rtc.io client.
 //!
-//! - [`negotiation`], [`channels`], [`streams`]: the protocol logic, sans-IO.
+//! - [`negotiation`], [`channels`], [`streams`], [`sdp_hints`]: the protocol logic, sans-IO.
 //! - [`session`]: one task per remote peer, carrying out those decisions with webrtc-rs;
 //!   [`peer_connection`] builds its connection, [`tracks`] runs its media tasks.
 //! - [`link`]: the signaling connection (join, reconnect, re-join).
@@ -14,6 +14,7 @@ pub mod link;
 pub mod negotiation;
 pub mod peer_connection;
 pub mod room;
+pub mod sdp_hints;
 pub mod session;
 pub mod streams;
 pub mod tracks;

@@ -16,6 +16,7 @@
 //! a forwarding interceptor; removed remote tracks are detected from the
 //! transceiver direction because webrtc-rs sends no track-ended event.
 
+use super::sdp_hints::{START_BITRATE_KBPS, with_start_bitrate};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -437,7 +438,7 @@ impl Driver {
                 }
                 .await;
                 Some(match result {
-                    Ok(sdp) => Input::OfferApplied(sdp),
+                    Ok(sdp) => Input::OfferApplied(with_start_bitrate(&sdp, START_BITRATE_KBPS)),
                     Err(e) => self.failed(Operation::MakeOffer, e),
                 })
             }
@@ -459,7 +460,7 @@ impl Driver {
                     Ok(sdp) => {
                         self.shared.metrics.negotiations_total.with_label_values(&[role, "ok"]).inc();
                         self.after_remote_description().await;
-                        Input::AnswerApplied(sdp)
+                        Input::AnswerApplied(with_start_bitrate(&sdp, START_BITRATE_KBPS))
                     }
                     Err(e) => self.failed(Operation::AcceptOffer, e),
                 })
