@@ -8,7 +8,8 @@
 #   - ffmpeg (tests check recordings and relays with ffprobe/ffmpeg),
 #     gst-discoverer (gstreamer1.0-plugins-base-apps), and nginx with the RTMP
 #     module (the relay tests' RTMP server, started by scripts/rtmp-server.sh)
-#   - the npm packages of tests/node (from package-lock.json)
+#   - Chromium (the browser suite drives it with playwright-core)
+#   - the npm packages of tests/node and tests/browser (from package-lock.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,7 @@ command -v npm >/dev/null || apt_packages+=(npm)
 for pkg in pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
     gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-plugins-base-apps \
-    ffmpeg nginx-light libnginx-mod-rtmp; do
+    ffmpeg nginx-light libnginx-mod-rtmp chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_packages+=("$pkg")
 done
 
@@ -46,4 +47,8 @@ fi
 if [ ! -d tests/node/node_modules/socket.io-client ]; then
   echo "install-deps: npm ci in tests/node"
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "install-deps: npm ci in tests/browser"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -31,6 +31,16 @@ const CHROMIUM_FLAGS = [
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Children still running when this process exits (a crash, a killed test run) go with it.
+const children = new Set();
+process.on("exit", () => {
+  for (const child of children) {
+    try {
+      child.kill("SIGKILL");
+    } catch {}
+  }
+});
+
 /** Resources of one test; `cleanup()` stops them in reverse order. */
 export class Fixture {
   constructor(name) {
@@ -67,6 +77,8 @@ export class Fixture {
       env: { ...process.env, RTCIO_GATEWAY_LOG__FORMAT: "json", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
+    children.add(proc);
+    proc.on("exit", () => children.delete(proc));
     let output = "";
     proc.stdout.on("data", (c) => (output += c));
     proc.stderr.on("data", (c) => (output += c));
