@@ -204,22 +204,36 @@ async fn resolution_changes_and_a_restarted_encoder_keep_one_playable_file() {
     let metrics = Metrics::new();
     let mut carol = publisher(&gw, "changes", "carol", &metrics);
     recorder_connected(&mut carol).await;
-    let media = source(Some(VideoCodec::Vp8));
-    carol.publish(media.stream("cam", "camera", None)).unwrap();
+    // VP8 into WebM and H.264 into Matroska (which cannot change caps mid-file).
+    let vp8 = source(Some(VideoCodec::Vp8));
+    let h264 = source(Some(VideoCodec::H264));
+    // (One publisher each: our publisher negotiates one video codec per connection.)
+    let mut hugo = publisher(&gw, "changes", "hugo", &metrics);
+    recorder_connected(&mut hugo).await;
+    carol.publish(vp8.stream("cam", "camera", None)).unwrap();
+    hugo.publish(h264.stream("cam-h264", "camera", None)).unwrap();
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    media.set_video_size(320, 240);
+    vp8.set_video_size(320, 240);
+    h264.set_video_size(320, 240);
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    media.set_video_size(640, 480);
+    vp8.set_video_size(640, 480);
+    h264.set_video_size(640, 480);
     tokio::time::sleep(Duration::from_millis(2000)).await;
     carol.unpublish("cam").unwrap();
-    let done = finished_manifests(&dir.path().join("changes"), 1, FINALISED).await;
-    assert_eq!(manifests(&dir.path().join("changes")).len(), 1, "one file for the whole stream");
-    let file = file_of(&done[0].0, &done[0].1);
-    let (decoded, errors, last) = decode(&file);
-    assert!(decoded && errors.is_empty(), "{errors}");
-    assert!(last > 4.5, "video decodes to {last:.2}s");
-    let sizes = frame_sizes(&file);
-    assert_eq!(sizes, vec![(640, 480), (320, 240), (640, 480)], "picture sizes in the file");
+    hugo.unpublish("cam-h264").unwrap();
+    let done = finished_manifests(&dir.path().join("changes"), 2, FINALISED).await;
+    assert_eq!(manifests(&dir.path().join("changes")).len(), 2, "one file per stream: {done:#?}");
+    for (path, manifest) in &done {
+        assert_eq!(manifest["end_reason"], "stream-ended", "{manifest}");
+        let file = file_of(path, manifest);
+        let (decoded, errors, last) = decode(&file);
+        assert!(decoded && errors.is_empty(), "{}: {errors}", file.display());
+        assert!(last > 4.5, "{}: video decodes to {last:.2}s", file.display());
+        let sizes = frame_sizes(&file);
+        assert_eq!(sizes, vec![(640, 480), (320, 240), (640, 480)], "picture sizes in {}", file.display());
+    }
+    assert!(done.iter().any(|(_, m)| m["template"] == "record-mkv"), "{done:#?}");
+    hugo.shutdown().await;
     carol.shutdown().await;
     gw.shutdown().await.unwrap();
 }

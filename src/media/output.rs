@@ -95,6 +95,7 @@ impl Output {
             .downcast::<gst::Pipeline>()
             .map_err(|_| OutputError::Start("the description is not a pipeline".into()))?;
         let video_src = video.map(|c| configure_input(&pipeline, "video", c, tag, &events)).transpose()?;
+        keep_first_video_caps_at_matroska(&pipeline);
         let audio_src = audio.map(|c| configure_input(&pipeline, "audio", c, tag, &events)).transpose()?;
         let bus = pipeline.bus().expect("a pipeline has a bus");
         let (eos_tx, eos_rx) = tokio::sync::watch::channel(false);
@@ -184,6 +185,38 @@ impl Drop for Output {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
         self.bus_task.abort();
+    }
+}
+
+/// Matroska (and WebM) cannot change a track's caps once the header is
+/// written: `matroskamux` fails the whole pipeline on H.264 whose resolution
+/// changed (new SPS, new codec_data), which browsers do under load. The video
+/// input of the muxer keeps the caps it started with; decoders take the new
+/// size from the in-band SPS/PPS (`h264parse config-interval=-1`) or the VP8
+/// keyframe header, so the file plays through the change.
+fn keep_first_video_caps_at_matroska(pipeline: &gst::Pipeline) {
+    let Some(mux) = pipeline.by_name("mux") else { return };
+    let is_matroska = mux.factory().is_some_and(|f| matches!(f.name().as_str(), "matroskamux" | "webmmux"));
+    if !is_matroska {
+        return;
+    }
+    for mux_pad in mux.sink_pads() {
+        let Some(upstream) = mux_pad.peer() else { continue };
+        upstream.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |pad, info| {
+            let Some(gst::EventView::Caps(event)) = info.event().map(|e| e.view()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let new = event.caps();
+            let is_video = new.structure(0).is_some_and(|s| s.name().starts_with("video/"));
+            // The muxer's pad still has the caps it started with (ours already has the new ones).
+            if let Some(current) = pad.peer().and_then(|p| p.current_caps())
+                && is_video
+                && current != *new
+            {
+                info.data = Some(gst::PadProbeData::Event(gst::event::Caps::new(&current)));
+            }
+            gst::PadProbeReturn::Ok
+        });
     }
 }
 

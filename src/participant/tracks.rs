@@ -36,6 +36,10 @@ pub(super) async fn read_track(
     let Some(info) = pending.as_ref() else { return };
     let kind = info.kind.as_str();
     let (stream_id, track_id, mut ssrc) = (info.stream_id.clone(), info.track_id.clone(), info.ssrc);
+    // Resolved once: a label lookup per packet costs a hash and a lock.
+    let packets_total = metrics.rtp_packets_total.with_label_values(&[kind]);
+    let bytes_total = metrics.rtp_bytes_total.with_label_values(&[kind]);
+    let dropped_total = metrics.rtp_dropped_total.with_label_values(&[kind]);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -49,8 +53,8 @@ pub(super) async fn read_track(
             }
             ev = track.poll() => match ev {
                 Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
-                    metrics.rtp_packets_total.with_label_values(&[kind]).inc();
-                    metrics.rtp_bytes_total.with_label_values(&[kind]).inc_by(packet.payload.len() as u64);
+                    packets_total.inc();
+                    bytes_total.inc_by(packet.payload.len() as u64);
                     ssrc = packet.header.ssrc;
                     if let Some(mut ready) = pending.take() {
                         ready.codec.payload_type = packet.header.payload_type;
@@ -60,7 +64,7 @@ pub(super) async fn read_track(
                         }
                     }
                     if packets.try_send(packet).is_err() {
-                        metrics.rtp_dropped_total.with_label_values(&[kind]).inc();
+                        dropped_total.inc();
                     }
                 }
                 Some(TrackRemoteEvent::OnEnded) | None => break,
