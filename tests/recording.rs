@@ -486,3 +486,45 @@ OPUS = "appsrc name=audio ! rtpjitterbuffer latency={latency} ! rtpopusdepay ! o
     frank.shutdown().await;
     gw.shutdown().await.unwrap();
 }
+
+/// Video that stops flowing while its track stays open (`replaceTrack(null)`)
+/// must not hold the audio back: after 5 s the file is continued audio-only,
+/// and when video comes back a new file takes it in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_video_does_not_hold_back_the_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = recording_gateway(dir.path()).await;
+    let metrics = Metrics::new();
+    let mut ivy = publisher(&gw, "stall", "ivy", &metrics);
+    recorder_connected(&mut ivy).await;
+    let media = source(Some(VideoCodec::Vp8));
+    ivy.publish(media.stream("cam", "camera", None)).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    media.pause_video(true);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    media.pause_video(false);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ivy.unpublish("cam").unwrap();
+    let room_dir = dir.path().join("stall");
+    let done = finished_manifests(&room_dir, 3, FINALISED).await;
+    let summary: Vec<(String, bool)> = done
+        .iter()
+        .map(|(_, m)| (m["end_reason"].as_str().unwrap_or("").to_string(), m["codecs"]["video"].is_object()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("tracks-changed".into(), true), ("tracks-changed".into(), false), ("stream-ended".into(), true)],
+        "A/V, then audio-only while video stalled, then A/V again"
+    );
+    for (path, manifest) in &done {
+        let file = file_of(path, manifest);
+        let (decoded, errors, _) = decode(&file);
+        assert!(decoded && errors.is_empty(), "{}: {errors}", file.display());
+        assert!(stream(&ffprobe(&file), "audio").is_some(), "{}", file.display());
+    }
+    // The audio-only file was written while the video was stalled, not held back.
+    let audio_only = ffprobe(&file_of(&done[1].0, &done[1].1));
+    assert!(duration_of(&audio_only) > 2.0, "{audio_only}");
+    ivy.shutdown().await;
+    gw.shutdown().await.unwrap();
+}

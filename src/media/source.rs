@@ -143,6 +143,14 @@ impl MediaSource {
         }
     }
 
+    /// Stop (or resume) sending video while the track stays published, as
+    /// a browser's `replaceTrack(null)` does; audio keeps flowing.
+    pub fn pause_video(&self, paused: bool) {
+        if let Some(valve) = self.pipeline.by_name("video_valve") {
+            valve.set_property("drop", paused);
+        }
+    }
+
     pub fn tracks(&self) -> &[LocalTrack] {
         &self.tracks
     }
@@ -201,7 +209,9 @@ fn pipeline_description(c: &SourceConfig) -> String {
                 fps * 2
             ),
         };
-        parts.push(format!("{video_in} ! queue ! {enc} ! appsink name=video sync={sync} max-buffers=512 drop=true"));
+        parts.push(format!(
+            "{video_in} ! queue ! valve name=video_valve ! {enc} ! appsink name=video sync={sync} max-buffers=512 drop=true"
+        ));
     }
     if c.audio.is_some() {
         parts.push(format!(

@@ -129,7 +129,16 @@ struct Input {
     packets: mpsc::Receiver<RtpPacket>,
     keyframes: KeyframeRequester,
     closed_at: Option<Instant>,
+    last_packet: Instant,
 }
+
+/// A track that sends nothing for this long while the stream's other track
+/// flows is left out of the file (a browser's `replaceTrack(null)` keeps the
+/// track open but silent, and Matroska muxing would hold everything back
+/// waiting for it); when it sends again, a new file takes it back in.
+const STALLED_AFTER: Duration = Duration::from_secs(5);
+/// The other track counts as flowing if it sent within this.
+const FLOWING_WITHIN: Duration = Duration::from_secs(1);
 
 struct RecordFile {
     path: PathBuf,
@@ -270,7 +279,13 @@ impl StreamTask {
 
     fn on_track(&mut self, track: ReceivedTrack) {
         tracing::debug!(stream = %self.context.stream_id, kind = track.kind.as_str(), codec = %track.codec.mime_type, "track for recording");
-        let input = Input { codec: track.codec, packets: track.packets, keyframes: track.keyframes, closed_at: None };
+        let input = Input {
+            codec: track.codec,
+            packets: track.packets,
+            keyframes: track.keyframes,
+            closed_at: None,
+            last_packet: Instant::now(),
+        };
         match track.kind {
             MediaKind::Video => self.video = Some(input),
             MediaKind::Audio => self.audio = Some(input),
@@ -297,6 +312,13 @@ impl StreamTask {
 
     fn on_packet(&mut self, kind: MediaKind, mut packet: RtpPacket) {
         let now = Instant::now();
+        let input = match kind {
+            MediaKind::Video => self.video.as_mut(),
+            MediaKind::Audio => self.audio.as_mut(),
+        };
+        if let Some(input) = input {
+            input.last_packet = now;
+        }
         let header = &mut packet.header;
         let (continuity, loss, ssrc, pt) = match kind {
             MediaKind::Video => (&mut self.video_continuity, &mut self.video_loss, VIDEO_SSRC, VIDEO_PT),
@@ -418,7 +440,13 @@ impl StreamTask {
         if !complete && now.duration_since(first) < wait {
             return None;
         }
-        Some((encoding(&self.video), encoding(&self.audio)))
+        let flowing =
+            |i: &Option<Input>| i.as_ref().is_some_and(|i| now.duration_since(i.last_packet) < FLOWING_WITHIN);
+        let stalled =
+            |i: &Option<Input>| i.as_ref().is_some_and(|i| now.duration_since(i.last_packet) >= STALLED_AFTER);
+        let video = if stalled(&self.video) && flowing(&self.audio) { None } else { encoding(&self.video) };
+        let audio = if stalled(&self.audio) && flowing(&self.video) { None } else { encoding(&self.audio) };
+        Some((video, audio))
     }
 
     async fn on_tick(&mut self) {
@@ -504,8 +532,8 @@ impl StreamTask {
                     &template.name,
                     &template.extension,
                     started_at,
-                    &self.video,
-                    &self.audio,
+                    video.as_ref().and(self.video.as_ref()),
+                    audio.as_ref().and(self.audio.as_ref()),
                 ) {
                     Ok(file) => {
                         values.location = Some(file.path.clone());
@@ -631,8 +659,8 @@ fn new_record_file(
     template: &str,
     extension: &str,
     started_at: SystemTime,
-    video: &Option<Input>,
-    audio: &Option<Input>,
+    video: Option<&Input>,
+    audio: Option<&Input>,
 ) -> std::io::Result<RecordFile> {
     std::fs::create_dir_all(room_dir)?;
     let event = manifest::primary_event(context.events.as_ref());
@@ -666,8 +694,8 @@ fn new_record_file(
             events: context.events.clone(),
             template: template.to_string(),
             codecs: Codecs {
-                video: video.as_ref().map(|i| CodecSummary::from(&i.codec)),
-                audio: audio.as_ref().map(|i| CodecSummary::from(&i.codec)),
+                video: video.map(|i| CodecSummary::from(&i.codec)),
+                audio: audio.map(|i| CodecSummary::from(&i.codec)),
             },
             started_at: started_at_text,
             started_unix_ms,
