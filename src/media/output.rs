@@ -133,14 +133,38 @@ impl Output {
         Ok(Output { pipeline, video: video_src, audio: audio_src, bus_task, eos: eos_rx })
     }
 
-    /// Queue one serialised RTP packet. Never blocks; a stalled pipeline drops its oldest data.
-    pub fn push(&self, kind: MediaKind, packet: Bytes) {
+    /// Queue serialised RTP packets of one input, stamped with their arrival
+    /// (now, in pipeline running time). One call wakes the input's streaming
+    /// thread once, however many packets it carries. Never blocks; a stalled
+    /// pipeline drops its oldest data.
+    pub fn push(&self, kind: MediaKind, packets: impl IntoIterator<Item = Bytes>) {
         let src = match kind {
             MediaKind::Video => &self.video,
             MediaKind::Audio => &self.audio,
         };
-        if let Some(src) = src {
-            let _ = src.push_buffer(gst::Buffer::from_slice(packet));
+        let Some(src) = src else { return };
+        let arrival = self.pipeline.current_running_time();
+        let mut list = gst::BufferList::new();
+        {
+            let list = list.get_mut().expect("a new list is writable");
+            for packet in packets {
+                let mut buffer = gst::Buffer::from_slice(packet);
+                {
+                    let buffer = buffer.get_mut().expect("a new buffer is writable");
+                    buffer.set_dts(arrival);
+                    buffer.set_pts(arrival);
+                }
+                list.add(buffer);
+            }
+        }
+        match list.len() {
+            0 => {}
+            1 => {
+                let _ = src.push_buffer(list.get_owned(0).expect("one buffer"));
+            }
+            _ => {
+                let _ = src.push_buffer_list(list);
+            }
         }
     }
 
@@ -247,7 +271,8 @@ fn configure_input(
     src.set_caps(Some(&caps.to_caps()));
     src.set_format(gst::Format::Time);
     src.set_is_live(true);
-    src.set_do_timestamp(true);
+    // Packets are stamped with their arrival by `push` (a whole batch at once).
+    src.set_do_timestamp(false);
     src.set_max_bytes(APPSRC_MAX_BYTES);
     src.set_leaky_type(gst_app::AppLeakyType::Downstream);
     if let Some(pad) = src.static_pad("src") {
@@ -296,7 +321,7 @@ mod tests {
         for frame in 0..40u32 {
             // Packets 20..25 never arrive.
             if !(20..25).contains(&frame) {
-                output.push(MediaKind::Video, vp8_packet(seq, frame * 3000, frame == 0));
+                output.push(MediaKind::Video, [vp8_packet(seq, frame * 3000, frame == 0)]);
             }
             seq = seq.wrapping_add(1);
             tokio::time::sleep(Duration::from_millis(10)).await;

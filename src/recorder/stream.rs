@@ -36,6 +36,8 @@ use crate::participant::streams::StreamEvents;
 const VIDEO_SSRC: u32 = 0x5254_4356;
 const AUDIO_SSRC: u32 = 0x5254_4341;
 const TICK: Duration = Duration::from_millis(100);
+/// Most packets taken from one input in one go (beyond the first).
+const MAX_BATCH: usize = 63;
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
 
 /// Settings shared by every output of a gateway.
@@ -158,6 +160,8 @@ struct Active {
     started: Instant,
     record: Option<RecordFile>,
     jitter_counted: Vec<(MediaKind, u64, u64)>,
+    /// Packets of the batch being processed, pushed together.
+    pending: Vec<bytes::Bytes>,
 }
 
 struct Slot {
@@ -230,11 +234,11 @@ impl StreamTask {
                     Some(command) => self.on_command(command).await,
                 },
                 packet = recv_input(&mut self.video) => match packet {
-                    Some(p) => self.on_packet(MediaKind::Video, p),
+                    Some(p) => self.on_packets(MediaKind::Video, p),
                     None => self.on_input_closed(MediaKind::Video),
                 },
                 packet = recv_input(&mut self.audio) => match packet {
-                    Some(p) => self.on_packet(MediaKind::Audio, p),
+                    Some(p) => self.on_packets(MediaKind::Audio, p),
                     None => self.on_input_closed(MediaKind::Audio),
                 },
                 Some((tag, event)) = self.events_rx.recv() => self.on_output_event(tag, event).await,
@@ -307,6 +311,27 @@ impl StreamTask {
         if let Some(video) = &self.video {
             video.keyframes.request();
             self.settings.metrics.keyframe_requests_total.with_label_values(&[reason]).inc();
+        }
+    }
+
+    /// A packet arrived: take every packet of the same input already queued
+    /// behind it too, and hand them to each output in one push.
+    fn on_packets(&mut self, kind: MediaKind, first: RtpPacket) {
+        self.on_packet(kind, first);
+        for _ in 0..MAX_BATCH {
+            let input = match kind {
+                MediaKind::Video => self.video.as_mut(),
+                MediaKind::Audio => self.audio.as_mut(),
+            };
+            match input.map(|i| i.packets.try_recv()) {
+                Some(Ok(packet)) => self.on_packet(kind, packet),
+                _ => break,
+            }
+        }
+        for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
+            if !active.pending.is_empty() {
+                active.output.push(kind, active.pending.drain(..));
+            }
         }
     }
 
@@ -384,7 +409,7 @@ impl StreamTask {
                     continue;
                 }
             }
-            active.output.push(kind, bytes.clone());
+            active.pending.push(bytes.clone());
         }
         if let Some(reason) = pli {
             self.request_keyframe(reason);
@@ -595,6 +620,7 @@ impl StreamTask {
                     started: now,
                     record,
                     jitter_counted: Vec::new(),
+                    pending: Vec::new(),
                 });
             }
             Err(e) => {
