@@ -212,12 +212,12 @@ async fn relay_run(args: &Args, mix: Mix, rate: Rate) -> RelayResult {
     let mut mates: Vec<Vec<usize>> = vec![Vec::new(); clients.len()];
     for (i, c) in clients.iter_mut().enumerate() {
         while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(50), c.recv()).await {
-            if let SioEvent::Raw(raw) = ev {
-                if event_name(&raw) == "user-connected" {
-                    let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
-                    if let Some(&j) = index_of.get(v[1]["id"].as_str().unwrap()) {
-                        mates[i].push(j);
-                    }
+            if let SioEvent::Raw(raw) = ev
+                && event_name(&raw) == "user-connected"
+            {
+                let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+                if let Some(&j) = index_of.get(v[1]["id"].as_str().unwrap()) {
+                    mates[i].push(j);
                 }
             }
         }
@@ -288,7 +288,7 @@ async fn relay_run(args: &Args, mix: Mix, rate: Rate) -> RelayResult {
             let is_sdp = match mix {
                 Mix::Sdp => true,
                 Mix::Candidate => false,
-                Mix::OneSdpInEight => n % 8 == 0,
+                Mix::OneSdpInEight => n.is_multiple_of(8),
             };
             let seq = {
                 let mut m = seqs[from].lock().unwrap();

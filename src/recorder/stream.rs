@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 use rtc::shared::marshal::Marshal;
 use tokio::sync::mpsc;
 
-use super::manifest::{self, CodecSummary, Codecs, Manifest, PeerSummary, RecordingState};
-use super::naming::RecordingName;
+use super::manifest::{self, RecordingState};
+use super::record_file::{RecordFile, count_bytes_written, new_record_file, write_manifest_logged};
 use crate::media::continuity::{Continuity, LossCounter};
 use crate::media::keyframes::{GateDecision, KeyframeGate, VideoCodec};
 use crate::media::output::{AUDIO_PT, InputCaps, Output, OutputEvent, VIDEO_PT};
@@ -141,13 +141,6 @@ struct Input {
 const STALLED_AFTER: Duration = Duration::from_secs(5);
 /// The other track counts as flowing if it sent within this.
 const FLOWING_WITHIN: Duration = Duration::from_secs(1);
-
-struct RecordFile {
-    path: PathBuf,
-    manifest_path: PathBuf,
-    manifest: Manifest,
-    bytes_counted: u64,
-}
 
 struct Active {
     tag: u64,
@@ -557,8 +550,8 @@ impl StreamTask {
                     &template.name,
                     &template.extension,
                     started_at,
-                    video.as_ref().and(self.video.as_ref()),
-                    audio.as_ref().and(self.audio.as_ref()),
+                    video.as_ref().and(self.video.as_ref()).map(|i| &i.codec),
+                    audio.as_ref().and(self.audio.as_ref()).map(|i| &i.codec),
                 ) {
                     Ok(file) => {
                         values.location = Some(file.path.clone());
@@ -676,83 +669,6 @@ impl StreamTask {
 impl Slot {
     fn new(target: Target) -> Slot {
         Slot { target, active: None, retry_at: None, failures: 0, unsupported: None, reports: Vec::new() }
-    }
-}
-
-fn new_record_file(
-    context: &StreamContext,
-    room_dir: &std::path::Path,
-    template: &str,
-    extension: &str,
-    started_at: SystemTime,
-    video: Option<&Input>,
-    audio: Option<&Input>,
-) -> std::io::Result<RecordFile> {
-    std::fs::create_dir_all(room_dir)?;
-    let event = manifest::primary_event(context.events.as_ref());
-    let name = RecordingName {
-        started: started_at,
-        peer_id: &context.peer.id,
-        event: &event,
-        stream_id: &context.stream_id,
-        extension,
-    };
-    // Claim a free name atomically (a stream restarted within a second gets `-2`).
-    let mut attempt = 1;
-    let path = loop {
-        let path = room_dir.join(name.file_name(attempt));
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(_) => break path,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
-            Err(e) => return Err(e),
-        }
-    };
-    let (started_at_text, started_unix_ms) = Manifest::started(started_at);
-    let record = RecordFile {
-        manifest_path: manifest::manifest_path(&path),
-        manifest: Manifest {
-            state: RecordingState::Recording,
-            file: path.file_name().unwrap_or_default().to_string_lossy().to_string(),
-            room: context.room.clone(),
-            peer: PeerSummary { id: context.peer.id.clone(), name: context.peer.name.clone() },
-            stream_id: context.stream_id.clone(),
-            event,
-            events: context.events.clone(),
-            template: template.to_string(),
-            codecs: Codecs {
-                video: video.map(|i| CodecSummary::from(&i.codec)),
-                audio: audio.map(|i| CodecSummary::from(&i.codec)),
-            },
-            started_at: started_at_text,
-            started_unix_ms,
-            ended_at: None,
-            ended_unix_ms: None,
-            duration_secs: None,
-            size_bytes: None,
-            end_reason: None,
-            error: None,
-            first_keyframe_ms: None,
-        },
-        path,
-        bytes_counted: 0,
-    };
-    manifest::write_manifest(&record.manifest_path, &record.manifest)?;
-    Ok(record)
-}
-
-fn write_manifest_logged(record: &RecordFile) {
-    if let Err(e) = manifest::write_manifest(&record.manifest_path, &record.manifest) {
-        tracing::warn!(path = %record.manifest_path.display(), error = %e, "cannot write the manifest");
-    }
-}
-
-fn count_bytes_written(record: &mut RecordFile, metrics: &MediaMetrics) {
-    if let Ok(meta) = std::fs::metadata(&record.path) {
-        let size = meta.len();
-        if size > record.bytes_counted {
-            metrics.recording_bytes_written_total.inc_by(size - record.bytes_counted);
-            record.bytes_counted = size;
-        }
     }
 }
 

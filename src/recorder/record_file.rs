@@ -1,0 +1,93 @@
+//! One recording file of a stream: claiming a free name in the room
+//! directory, the manifest beside it (written at the start and the end), and
+//! counting the bytes it grew by.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::manifest::{self, CodecSummary, Codecs, Manifest, PeerSummary, RecordingState};
+use super::naming::RecordingName;
+use super::stream::StreamContext;
+use crate::metrics::MediaMetrics;
+use crate::participant::events::CodecInfo;
+
+pub(super) struct RecordFile {
+    pub path: PathBuf,
+    pub manifest_path: PathBuf,
+    pub manifest: Manifest,
+    bytes_counted: u64,
+}
+
+pub(super) fn new_record_file(
+    context: &StreamContext,
+    room_dir: &Path,
+    template: &str,
+    extension: &str,
+    started_at: SystemTime,
+    video: Option<&CodecInfo>,
+    audio: Option<&CodecInfo>,
+) -> std::io::Result<RecordFile> {
+    std::fs::create_dir_all(room_dir)?;
+    let event = manifest::primary_event(context.events.as_ref());
+    let name = RecordingName {
+        started: started_at,
+        peer_id: &context.peer.id,
+        event: &event,
+        stream_id: &context.stream_id,
+        extension,
+    };
+    // Claim a free name atomically (a stream restarted within a second gets `-2`).
+    let mut attempt = 1;
+    let path = loop {
+        let path = room_dir.join(name.file_name(attempt));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(_) => break path,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    let (started_at_text, started_unix_ms) = Manifest::started(started_at);
+    let record = RecordFile {
+        manifest_path: manifest::manifest_path(&path),
+        manifest: Manifest {
+            state: RecordingState::Recording,
+            file: path.file_name().unwrap_or_default().to_string_lossy().to_string(),
+            room: context.room.clone(),
+            peer: PeerSummary { id: context.peer.id.clone(), name: context.peer.name.clone() },
+            stream_id: context.stream_id.clone(),
+            event,
+            events: context.events.clone(),
+            template: template.to_string(),
+            codecs: Codecs { video: video.map(CodecSummary::from), audio: audio.map(CodecSummary::from) },
+            started_at: started_at_text,
+            started_unix_ms,
+            ended_at: None,
+            ended_unix_ms: None,
+            duration_secs: None,
+            size_bytes: None,
+            end_reason: None,
+            error: None,
+            first_keyframe_ms: None,
+        },
+        path,
+        bytes_counted: 0,
+    };
+    manifest::write_manifest(&record.manifest_path, &record.manifest)?;
+    Ok(record)
+}
+
+pub(super) fn write_manifest_logged(record: &RecordFile) {
+    if let Err(e) = manifest::write_manifest(&record.manifest_path, &record.manifest) {
+        tracing::warn!(path = %record.manifest_path.display(), error = %e, "cannot write the manifest");
+    }
+}
+
+pub(super) fn count_bytes_written(record: &mut RecordFile, metrics: &MediaMetrics) {
+    if let Ok(meta) = std::fs::metadata(&record.path) {
+        let size = meta.len();
+        if size > record.bytes_counted {
+            metrics.recording_bytes_written_total.inc_by(size - record.bytes_counted);
+            record.bytes_counted = size;
+        }
+    }
+}
