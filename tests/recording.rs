@@ -528,3 +528,66 @@ async fn stalled_video_does_not_hold_back_the_audio() {
     ivy.shutdown().await;
     gw.shutdown().await.unwrap();
 }
+
+/// A hostile peer mixes junk into its video (random payloads, sizes and
+/// markers, as valid RTP): the gateway keeps running, finalises that peer's
+/// file, and records an honest peer in the same room cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_rtp_from_a_hostile_peer_harms_nobody_else() {
+    use rtcio_gateway::participant::events::{MediaKind, RtpPacket};
+    let dir = tempfile::tempdir().unwrap();
+    let gw = recording_gateway(dir.path()).await;
+    let metrics = Metrics::new();
+    let mut mallory = publisher(&gw, "hostile", "mallory", &metrics);
+    let mut honest = publisher(&gw, "hostile", "honest", &metrics);
+    recorder_connected(&mut mallory).await;
+    recorder_connected(&mut honest).await;
+
+    // Mallory's video: the real encoder's packets with junk packets in between.
+    let real = source(Some(VideoCodec::Vp8));
+    let mut stream = real.stream("evil", "camera", None);
+    let video = stream.tracks.iter().position(|t| t.kind == MediaKind::Video).unwrap();
+    let (junk_tx, _) = tokio::sync::broadcast::channel::<RtpPacket>(1024);
+    let mut from_encoder = stream.tracks[video].packets.subscribe();
+    stream.tracks[video].packets = junk_tx.clone();
+    let mixer = tokio::spawn(async move {
+        let mut seq = 1000u16;
+        let mut n = 0u64;
+        while let Ok(mut packet) = from_encoder.recv().await {
+            n += 1;
+            if n % 3 == 0 {
+                let junk_len = (rtcio_gateway::ids::random_u64() % 1200) as usize;
+                let junk: Vec<u8> = (0..junk_len).map(|_| rtcio_gateway::ids::random_u64() as u8).collect();
+                let mut bad = packet.clone();
+                bad.header.sequence_number = seq;
+                bad.header.marker = n % 2 == 0;
+                bad.payload = bytes::Bytes::from(junk);
+                seq = seq.wrapping_add(1);
+                let _ = junk_tx.send(bad);
+            }
+            packet.header.sequence_number = seq;
+            seq = seq.wrapping_add(1);
+            let _ = junk_tx.send(packet);
+        }
+    });
+    mallory.publish(stream).unwrap();
+    let clean = source(Some(VideoCodec::Vp8));
+    honest.publish(clean.stream("good", "camera", None)).unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    mallory.unpublish("evil").unwrap();
+    honest.unpublish("good").unwrap();
+    let done = finished_manifests(&dir.path().join("hostile"), 2, FINALISED).await;
+    let (path, manifest) = done.iter().find(|(_, m)| m["peer"]["name"] == "honest").unwrap();
+    let (decoded, errors, last) = decode(&file_of(path, manifest));
+    assert!(decoded && errors.is_empty(), "the honest peer's file: {errors}");
+    assert!(last > 3.0, "{last}");
+    let (path, manifest) = done.iter().find(|(_, m)| m["peer"]["name"] == "mallory").unwrap();
+    assert_eq!(manifest["state"], "finished", "{manifest}");
+    assert!(ffprobe(&file_of(path, manifest))["format"]["format_name"].as_str().unwrap().contains("webm"));
+    let (status, _) = http_get(&format!("{}/healthz", url(&gw))).await;
+    assert_eq!(status, 200);
+    mixer.abort();
+    mallory.shutdown().await;
+    honest.shutdown().await;
+    gw.shutdown().await.unwrap();
+}
