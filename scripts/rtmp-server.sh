@@ -19,6 +19,8 @@ error_log $dir/error.log info;
 worker_processes 1;
 events { worker_connections 256; }
 rtmp {
+  # The module's default access log is /var/log/nginx/access.log (root only).
+  access_log $dir/access.log;
   server {
     listen 127.0.0.1:$port;
     chunk_size 4096;

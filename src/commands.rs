@@ -246,7 +246,7 @@ fn print_event(ev: &ParticipantEvent) {
         ParticipantEvent::Binary { peer, channel, data, .. } => {
             format!("[{}] {}: {} bytes of binary data", channel.name(), peer.name, data.len())
         }
-        ParticipantEvent::StreamStarted { peer, stream_id, events } => match events {
+        ParticipantEvent::StreamStarted { peer, stream_id, events, .. } => match events {
             Some(events) => {
                 format!("stream {stream_id} from {}: {}", peer.name, serde_json::to_string(events).unwrap_or_default())
             }

@@ -89,13 +89,17 @@ async fn publisher_and_receiver_exchange_events_and_media() {
     publisher.p.emit("hello", &[json!("world"), json!({"n": 1})]).unwrap();
     publisher.p.emit_on("chat", "msg", &[json!("hi there")]).unwrap();
 
-    let ParticipantEvent::StreamStarted { stream_id, events, peer } =
+    let ParticipantEvent::StreamStarted { stream_id, events, peer, kinds } =
         receiver.take("stream", |e| matches!(e, ParticipantEvent::StreamStarted { .. })).await
     else {
         unreachable!()
     };
     assert_eq!(stream_id, "stream-a");
     assert_eq!(peer.name, "alice");
+    assert!(
+        kinds.len() == 2 && kinds.contains(&MediaKind::Audio) && kinds.contains(&MediaKind::Video),
+        "from the offer: {kinds:?}"
+    );
     let events = events.expect("metadata resolved");
     assert_eq!(events["camera"], vec![json!({"cam": "[RTCIOStream] stream-a", "metadata": {"name": "alice"}})]);
     let ParticipantEvent::Message(ctrl) = receiver

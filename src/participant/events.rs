@@ -132,6 +132,9 @@ pub enum ParticipantEvent {
         peer: PeerInfo,
         stream_id: String,
         events: Option<StreamEvents>,
+        /// The kinds of track the peer's description says the stream carries
+        /// (empty when it does not say); they may arrive some time apart.
+        kinds: Vec<MediaKind>,
     },
     /// Metadata that arrived after the stream was announced without it.
     StreamMetadata {

@@ -1,4 +1,5 @@
-//! Hints we add to the descriptions we send, for browsers. Pure text edits.
+//! SDP text helpers (pure): hints we add to the descriptions we send, and
+//! what a received description says about a stream's tracks.
 //!
 //! Chrome starts sending video at ~300 kbit/s and raises it only as its
 //! bandwidth estimate grows: a recording would begin at 320x240 and take
@@ -32,7 +33,8 @@ pub fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
             }
         }
     }
-    let has_fmtp = |pt: &str| lines.iter().any(|l| l.strip_prefix("a=fmtp:").is_some_and(|r| r.split(' ').next() == Some(pt)));
+    let has_fmtp =
+        |pt: &str| lines.iter().any(|l| l.strip_prefix("a=fmtp:").is_some_and(|r| r.split(' ').next() == Some(pt)));
     let mut out: Vec<String> = Vec::with_capacity(lines.len() + video_pts.len());
     for line in &lines {
         if let Some(rest) = line.strip_prefix("a=fmtp:") {
@@ -74,5 +76,64 @@ mod tests {
     fn data_only_descriptions_are_unchanged() {
         let sdp = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:5000\r\n";
         assert_eq!(with_start_bitrate(sdp, 1500), sdp);
+    }
+}
+
+/// The media kinds (`audio`/`video`) a description says its sender sends
+/// for a MediaStream: every m-section that is `sendonly`/`sendrecv` and
+/// carries `a=msid:<stream id> ...` (or an `a=ssrc:... msid:<stream id>`).
+pub fn sent_kinds_of_stream(sdp: &str, stream_id: &str) -> Vec<String> {
+    let mut kinds = Vec::new();
+    let mut section: Option<(String, bool, bool)> = None; // (kind, sends, has the stream)
+    let mut finish = |section: &mut Option<(String, bool, bool)>| {
+        if let Some((kind, sends, has_stream)) = section.take()
+            && sends
+            && has_stream
+        {
+            kinds.push(kind);
+        }
+    };
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        if let Some(m) = line.strip_prefix("m=") {
+            finish(&mut section);
+            let kind = m.split(' ').next().unwrap_or("").to_string();
+            // Without a direction attribute a section is sendrecv.
+            section = Some((kind, true, false));
+        } else if let Some((_, sends, has_stream)) = section.as_mut() {
+            match line {
+                "a=sendonly" | "a=sendrecv" => *sends = true,
+                "a=recvonly" | "a=inactive" => *sends = false,
+                _ => {
+                    let msid = line
+                        .strip_prefix("a=msid:")
+                        .or_else(|| line.strip_prefix("a=ssrc:").and_then(|r| r.split_once(" msid:").map(|(_, m)| m)));
+                    if msid.and_then(|m| m.split(' ').next()) == Some(stream_id) {
+                        *has_stream = true;
+                    }
+                }
+            }
+        }
+    }
+    finish(&mut section);
+    kinds.retain(|k| k == "audio" || k == "video");
+    kinds
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::sent_kinds_of_stream;
+
+    #[test]
+    fn kinds_of_a_stream_come_from_its_sending_sections() {
+        let sdp = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\na=msid:cam a1\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\na=msid:cam v1\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\na=msid:old v0\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\na=ssrc:1234 msid:screen v2\r\n";
+        assert_eq!(sent_kinds_of_stream(sdp, "cam"), vec!["audio", "video"]);
+        assert_eq!(sent_kinds_of_stream(sdp, "screen"), vec!["video"]);
+        assert!(sent_kinds_of_stream(sdp, "old").is_empty(), "inactive sections send nothing");
+        assert!(sent_kinds_of_stream(sdp, "nope").is_empty());
     }
 }

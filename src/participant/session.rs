@@ -16,7 +16,7 @@
 //! a forwarding interceptor; removed remote tracks are detected from the
 //! transceiver direction because webrtc-rs sends no track-ended event.
 
-use super::sdp_hints::{START_BITRATE_KBPS, with_start_bitrate};
+use super::sdp_hints::{START_BITRATE_KBPS, sent_kinds_of_stream, with_start_bitrate};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -212,6 +212,8 @@ struct Driver {
     announced: HashSet<String>,
     held_tracks: HashMap<String, Vec<ReceivedTrack>>,
     remote_tracks: Vec<RemoteTrackEntry>,
+    /// The peer's latest description (which tracks each of its streams carries).
+    remote_sdp: String,
     local_senders: HashMap<String, LocalSender>,
     peer_connected: bool,
     candidates_since_end: usize,
@@ -240,6 +242,7 @@ impl Driver {
             announced: HashSet::new(),
             held_tracks: HashMap::new(),
             remote_tracks: Vec::new(),
+            remote_sdp: String::new(),
             local_senders: HashMap::new(),
             peer_connected: false,
             candidates_since_end: 0,
@@ -443,6 +446,7 @@ impl Driver {
                 })
             }
             Action::AcceptOffer { sdp, rollback_first } => {
+                self.remote_sdp = sdp.clone();
                 if rollback_first {
                     self.shared.metrics.negotiations_total.with_label_values(&[role, "rolled_back"]).inc();
                 }
@@ -466,6 +470,7 @@ impl Driver {
                 })
             }
             Action::AcceptAnswer { sdp } => {
+                self.remote_sdp = sdp.clone();
                 let result = async { self.pc.set_remote_description(RTCSessionDescription::answer(sdp)?).await }.await;
                 Some(match result {
                     Ok(()) => {
@@ -768,10 +773,15 @@ impl Driver {
                     }
                     self.announced.insert(stream_id.clone());
                     self.shared.metrics.streams_active.inc();
+                    let kinds = sent_kinds_of_stream(&self.remote_sdp, &stream_id)
+                        .iter()
+                        .map(|k| if k == "audio" { MediaKind::Audio } else { MediaKind::Video })
+                        .collect();
                     self.emit(ParticipantEvent::StreamStarted {
                         peer: self.peer.clone(),
                         stream_id: stream_id.clone(),
                         events,
+                        kinds,
                     });
                     for track in self.held_tracks.remove(&stream_id).unwrap_or_default() {
                         self.emit(ParticipantEvent::Track(track));

@@ -79,7 +79,7 @@ impl RoomRecorder {
 
     pub fn on_event(&mut self, event: ParticipantEvent) {
         match event {
-            ParticipantEvent::StreamStarted { peer, stream_id, events } => {
+            ParticipantEvent::StreamStarted { peer, stream_id, events, kinds } => {
                 let key = (peer.id.clone(), stream_id.clone());
                 if self.streams.contains_key(&key) {
                     return;
@@ -94,6 +94,7 @@ impl RoomRecorder {
                     peer: peer.clone(),
                     stream_id,
                     events: events.clone(),
+                    expected_kinds: kinds,
                 };
                 let handle = StreamHandle::start(context, targets, self.settings.clone());
                 self.streams.insert(key, StreamEntry { handle, peer, events, has_video: false });

@@ -60,6 +60,8 @@ pub struct StreamContext {
     pub peer: PeerInfo,
     pub stream_id: String,
     pub events: Option<StreamEvents>,
+    /// The kinds of track the peer announced for the stream (empty: unknown).
+    pub expected_kinds: Vec<MediaKind>,
 }
 
 /// What to make of the stream.
@@ -139,6 +141,8 @@ struct Input {
 /// track open but silent, and Matroska muxing would hold everything back
 /// waiting for it); when it sends again, a new file takes it back in.
 const STALLED_AFTER: Duration = Duration::from_secs(5);
+/// An announced track that has not sent yet is waited for this many times `track_wait`.
+const ANNOUNCED_TRACK_WAIT_FACTOR: u32 = 3;
 /// The other track counts as flowing if it sent within this.
 const FLOWING_WITHIN: Duration = Duration::from_secs(1);
 
@@ -454,8 +458,19 @@ impl StreamTask {
             }
         }
         let first = self.first_track_at?;
-        let complete = self.video.is_some() && self.audio.is_some();
-        if !complete && now.duration_since(first) < wait {
+        // Every announced track is here (or, not knowing, one of each kind): start now.
+        // Otherwise wait for the others, longer when the peer announced them.
+        let present = |kind: &MediaKind| match kind {
+            MediaKind::Video => self.video.is_some(),
+            MediaKind::Audio => self.audio.is_some(),
+        };
+        let expected = &self.context.expected_kinds;
+        let (complete, longest_wait) = if expected.is_empty() {
+            (self.video.is_some() && self.audio.is_some(), wait)
+        } else {
+            (expected.iter().all(present), wait * ANNOUNCED_TRACK_WAIT_FACTOR)
+        };
+        if !complete && now.duration_since(first) < longest_wait {
             return None;
         }
         let flowing =
