@@ -33,5 +33,8 @@ fn chromium_peers_through_the_gateway() {
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "browser suite failed (the browser consoles of failed scenarios are above)");
-    assert!(stdout.contains(&format!("pass {SCENARIOS}")), "expected all {SCENARIOS} browser scenarios to run and pass");
+    assert!(
+        stdout.contains(&format!("pass {SCENARIOS}")),
+        "expected all {SCENARIOS} browser scenarios to run and pass"
+    );
 }
