@@ -189,16 +189,6 @@ impl Metrics {
 
 impl ParticipantMetrics {
     fn register(registry: &Registry) -> Self {
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap();
-            registry.register(Box::new(c.clone())).expect("unique metric names");
-            c
-        };
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).unwrap();
-            registry.register(Box::new(c.clone())).expect("unique metric names");
-            c
-        };
         let peers =
             IntGaugeVec::new(Opts::new("participant_peers", "Peer connections by connection state"), &["state"])
                 .unwrap();
@@ -212,48 +202,57 @@ impl ParticipantMetrics {
         let m = Self {
             peers,
             negotiations_total: counter_vec(
+                registry,
                 "participant_negotiations_total",
                 "Offer/answer exchanges by our role and result",
                 &["role", "result"],
             ),
-            ice_restarts_total: counter("participant_ice_restarts_total", "ICE restarts we started"),
+            ice_restarts_total: counter(registry, "participant_ice_restarts_total", "ICE restarts we started"),
             channel_messages_total: counter_vec(
+                registry,
                 "participant_channel_messages_total",
                 "Data-channel messages received, by channel kind and message type",
                 &["channel", "type"],
             ),
             channel_dropped_total: counter_vec(
+                registry,
                 "participant_channel_messages_dropped_total",
                 "Data-channel messages dropped, by reason",
                 &["reason"],
             ),
             metadata_dropped_total: counter_vec(
+                registry,
                 "participant_stream_metadata_dropped_total",
                 "Stream-metadata messages dropped, by reason",
                 &["reason"],
             ),
             rtp_packets_total: counter_vec(
+                registry,
                 "participant_rtp_packets_total",
                 "RTP packets received, by media kind",
                 &["kind"],
             ),
             rtp_bytes_total: counter_vec(
+                registry,
                 "participant_rtp_bytes_total",
                 "RTP payload bytes received, by media kind",
                 &["kind"],
             ),
             rtp_dropped_total: counter_vec(
+                registry,
                 "participant_rtp_packets_dropped_total",
                 "Received RTP packets dropped because the track's consumer was too slow, by media kind",
                 &["kind"],
             ),
-            plis_sent_total: counter("participant_plis_sent_total", "Picture loss indications sent"),
+            plis_sent_total: counter(registry, "participant_plis_sent_total", "Picture loss indications sent"),
             streams_active,
             mdns_candidates_dropped_total: counter(
+                registry,
                 "participant_mdns_candidates_dropped_total",
                 "Remote .local (mDNS) ICE candidates dropped",
             ),
             joins_total: counter_vec(
+                registry,
                 "participant_joins_total",
                 "Signaling joins of the participant, by result",
                 &["result"],
@@ -300,21 +299,6 @@ pub struct MediaMetrics {
 
 impl MediaMetrics {
     fn register(registry: &Registry) -> Self {
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap();
-            registry.register(Box::new(c.clone())).expect("unique metric names");
-            c
-        };
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).unwrap();
-            registry.register(Box::new(c.clone())).expect("unique metric names");
-            c
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).unwrap();
-            registry.register(Box::new(g.clone())).expect("unique metric names");
-            g
-        };
         let first_keyframe_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "media_first_keyframe_seconds",
@@ -326,34 +310,46 @@ impl MediaMetrics {
         registry.register(Box::new(first_keyframe_seconds.clone())).expect("unique metric names");
         let m = MediaMetrics {
             packets_lost_total: counter_vec(
+                registry,
                 "media_packets_lost_total",
                 "RTP packets missing from received sequences, by media kind",
                 &["kind"],
             ),
             jitterbuffer_drops_total: counter_vec(
+                registry,
                 "media_jitterbuffer_drops_total",
                 "Packets the output jitter buffers gave up on, by media kind and reason",
                 &["kind", "reason"],
             ),
             keyframe_requests_total: counter_vec(
+                registry,
                 "media_keyframe_requests_total",
                 "Keyframe requests (PLI) made for outputs, by reason",
                 &["reason"],
             ),
-            keyframes_total: counter("media_keyframes_total", "Video keyframes seen by outputs"),
+            keyframes_total: counter(registry, "media_keyframes_total", "Video keyframes seen by outputs"),
             first_keyframe_seconds,
-            recordings_active: gauge("recordings_active", "Recordings being written"),
-            recordings_total: counter_vec("recordings_total", "Recordings ended, by result", &["result"]),
-            recording_bytes_written_total: counter("recording_bytes_written_total", "Bytes written to recording files"),
-            relays_active: gauge("relays_active", "Relays sending"),
-            relay_restarts_total: counter("relay_restarts_total", "Relay pipelines restarted after an error"),
+            recordings_active: gauge(registry, "recordings_active", "Recordings being written"),
+            recordings_total: counter_vec(registry, "recordings_total", "Recordings ended, by result", &["result"]),
+            recording_bytes_written_total: counter(
+                registry,
+                "recording_bytes_written_total",
+                "Bytes written to recording files",
+            ),
+            relays_active: gauge(registry, "relays_active", "Relays sending"),
+            relay_restarts_total: counter(registry, "relay_restarts_total", "Relay pipelines restarted after an error"),
             pipeline_errors_total: counter_vec(
+                registry,
                 "pipeline_errors_total",
                 "Output pipeline errors, by template",
                 &["template"],
             ),
-            recordings_free_bytes: gauge("recordings_free_bytes", "Free bytes on the recordings volume"),
-            rooms_recorded: gauge("rooms_recorded", "Rooms the gateway's participant is in to record or relay"),
+            recordings_free_bytes: gauge(registry, "recordings_free_bytes", "Free bytes on the recordings volume"),
+            rooms_recorded: gauge(
+                registry,
+                "rooms_recorded",
+                "Rooms the gateway's participant is in to record or relay",
+            ),
         };
         for kind in ["audio", "video"] {
             m.packets_lost_total.with_label_values(&[kind]);
@@ -399,4 +395,25 @@ mod tests {
             }
         }
     }
+}
+
+/// Create and register an integer counter vector.
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap();
+    registry.register(Box::new(c.clone())).expect("unique metric names");
+    c
+}
+
+/// Create and register an integer counter.
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap();
+    registry.register(Box::new(c.clone())).expect("unique metric names");
+    c
+}
+
+/// Create and register an integer gauge.
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap();
+    registry.register(Box::new(g.clone())).expect("unique metric names");
+    g
 }

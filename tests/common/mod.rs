@@ -120,3 +120,33 @@ pub fn ensure_node_modules() -> std::path::PathBuf {
     }
     dir
 }
+
+/// Run a Node test suite (`tests/<suite>/*.test.mjs`) against the gateway
+/// binary of this test run: `npm ci` first if `marker_module` is missing,
+/// print its report, and require `expected` tests to have passed. A missing
+/// Node or npm fails the test rather than skipping it.
+pub fn run_node_suite(suite: &str, marker_module: &str, expected: usize) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(suite);
+    if !dir.join("node_modules").join(marker_module).join("package.json").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is installed (run scripts/install-deps.sh)");
+        assert!(status.success(), "npm ci in tests/{suite} failed");
+    }
+    let out = std::process::Command::new("node")
+        .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+        .current_dir(&dir)
+        .env("GATEWAY_BIN", env!("CARGO_BIN_EXE_rtcio-gateway"))
+        .output()
+        .expect("node is installed (run scripts/install-deps.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the tests/{suite} suite failed (its report is above)");
+    assert!(
+        stdout.contains(&format!("pass {expected}")),
+        "expected all {expected} tests of tests/{suite} to run and pass"
+    );
+}
