@@ -555,12 +555,12 @@ async fn junk_rtp_from_a_hostile_peer_harms_nobody_else() {
         let mut n = 0u64;
         while let Ok(mut packet) = from_encoder.recv().await {
             n += 1;
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 let junk_len = (rtcio_gateway::ids::random_u64() % 1200) as usize;
                 let junk: Vec<u8> = (0..junk_len).map(|_| rtcio_gateway::ids::random_u64() as u8).collect();
                 let mut bad = packet.clone();
                 bad.header.sequence_number = seq;
-                bad.header.marker = n % 2 == 0;
+                bad.header.marker = n.is_multiple_of(2);
                 bad.payload = bytes::Bytes::from(junk);
                 seq = seq.wrapping_add(1);
                 let _ = junk_tx.send(bad);

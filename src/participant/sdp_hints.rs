@@ -55,30 +55,6 @@ pub fn with_start_bitrate(sdp: &str, kbps: u32) -> String {
     out.join(eol)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SDP: &str = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 102\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
-
-    #[test]
-    fn video_codecs_get_the_start_bitrate_and_nothing_else_changes() {
-        let out = with_start_bitrate(SDP, 1500);
-        assert!(out.contains("a=rtpmap:96 VP8/90000\r\na=fmtp:96 x-google-start-bitrate=1500\r\n"), "{out}");
-        assert!(out.contains("a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f;x-google-start-bitrate=1500\r\n"));
-        assert!(out.contains("a=fmtp:97 apt=96\r\n"), "rtx untouched");
-        assert!(out.contains("a=fmtp:111 minptime=10;useinbandfec=1\r\n"), "audio untouched");
-        assert_eq!(with_start_bitrate(&out, 1500), out, "idempotent");
-        assert!(out.ends_with("\r\n"));
-    }
-
-    #[test]
-    fn data_only_descriptions_are_unchanged() {
-        let sdp = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:5000\r\n";
-        assert_eq!(with_start_bitrate(sdp, 1500), sdp);
-    }
-}
-
 /// The media kinds (`audio`/`video`) a description says its sender sends
 /// for a MediaStream: every m-section that is `sendonly`/`sendrecv` and
 /// carries `a=msid:<stream id> ...` (or an `a=ssrc:... msid:<stream id>`).
@@ -118,6 +94,30 @@ pub fn sent_kinds_of_stream(sdp: &str, stream_id: &str) -> Vec<String> {
     finish(&mut section);
     kinds.retain(|k| k == "audio" || k == "video");
     kinds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SDP: &str = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 102\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+
+    #[test]
+    fn video_codecs_get_the_start_bitrate_and_nothing_else_changes() {
+        let out = with_start_bitrate(SDP, 1500);
+        assert!(out.contains("a=rtpmap:96 VP8/90000\r\na=fmtp:96 x-google-start-bitrate=1500\r\n"), "{out}");
+        assert!(out.contains("a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f;x-google-start-bitrate=1500\r\n"));
+        assert!(out.contains("a=fmtp:97 apt=96\r\n"), "rtx untouched");
+        assert!(out.contains("a=fmtp:111 minptime=10;useinbandfec=1\r\n"), "audio untouched");
+        assert_eq!(with_start_bitrate(&out, 1500), out, "idempotent");
+        assert!(out.ends_with("\r\n"));
+    }
+
+    #[test]
+    fn data_only_descriptions_are_unchanged() {
+        let sdp = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sctp-port:5000\r\n";
+        assert_eq!(with_start_bitrate(sdp, 1500), sdp);
+    }
 }
 
 #[cfg(test)]
