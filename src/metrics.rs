@@ -376,27 +376,6 @@ impl Default for Metrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exposition_has_prefixed_conventional_names() {
-        let m = Metrics::new();
-        m.relayed_messages_total.inc();
-        let text = m.render();
-        assert!(text.contains("rtcio_gateway_signaling_relayed_messages_total 1"));
-        assert!(text.contains("rtcio_gateway_signaling_joins_total{result=\"wrong-password\"} 0"));
-        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
-            let name = line.split_whitespace().nth(2).unwrap();
-            assert!(name.starts_with("rtcio_gateway_"), "{name}");
-            if line.ends_with("counter") {
-                assert!(name.ends_with("_total"), "{name}");
-            }
-        }
-    }
-}
-
 /// Create and register an integer counter vector.
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap();
@@ -416,4 +395,25 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap();
     registry.register(Box::new(g.clone())).expect("unique metric names");
     g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_prefixed_conventional_names() {
+        let m = Metrics::new();
+        m.relayed_messages_total.inc();
+        let text = m.render();
+        assert!(text.contains("rtcio_gateway_signaling_relayed_messages_total 1"));
+        assert!(text.contains("rtcio_gateway_signaling_joins_total{result=\"wrong-password\"} 0"));
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let name = line.split_whitespace().nth(2).unwrap();
+            assert!(name.starts_with("rtcio_gateway_"), "{name}");
+            if line.ends_with("counter") {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+        }
+    }
 }
