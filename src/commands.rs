@@ -18,8 +18,8 @@ use crate::participant::events::ParticipantEvent;
 use crate::participant::link::LinkConfig;
 use crate::participant::room::{Participant, ParticipantConfig};
 use crate::recorder::naming;
-use crate::recorder::room::{RelaySpec, RoomPlan, RoomRecorder};
-use crate::recorder::runner::{Outcome, run_room};
+use crate::recorder::room::{RecordSpec, RelaySpec, RoomPlan, RoomRecorder, redact_stream_key};
+use crate::recorder::runner::{Observed, Outcome, RoomCommand, run_room};
 use crate::recorder::stream::OutputSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,14 +55,20 @@ fn participant_config(args: &RoomArgs, default_name: &str) -> ParticipantConfig 
 /// Ctrl-C, SIGTERM or `--duration`; every file is finalised before it exits.
 pub async fn join(args: JoinArgs) -> Result<(), CommandError> {
     let plan = RoomPlan {
+        server: Some(args.room.server.clone()),
         room: args.room.room.clone(),
-        recordings_dir: (!args.no_record).then(|| args.recordings.clone()),
-        record_template: args.media.template.clone(),
+        recording: (!args.no_record).then(|| RecordSpec {
+            dir: args.recordings.clone(),
+            template: args.media.template.clone(),
+            by: "cli".to_string(),
+            max_bytes: 0,
+            max_duration_secs: 0,
+        }),
         relay: None,
         log_channels: args.room.channels.clone(),
     };
-    if let Some(dir) = plan.recordings_dir.as_ref() {
-        println!("recording into {}", naming::room_dir(dir, &args.room.room).display());
+    if let Some(spec) = plan.recording.as_ref() {
+        println!("recording into {}", naming::room_dir(&spec.dir, &args.room.room).display());
     }
     run_recording_participant(&args.room, &args.media, plan, "Recorder", args.duration).await
 }
@@ -74,9 +80,9 @@ pub async fn relay(args: RelayArgs) -> Result<(), CommandError> {
         return Err(CommandError::Usage(format!("--rtmp {:?} is not an rtmp:// or rtmps:// URL", args.rtmp)));
     }
     let plan = RoomPlan {
+        server: Some(args.room.server.clone()),
         room: args.room.room.clone(),
-        recordings_dir: None,
-        record_template: None,
+        recording: None,
         relay: Some(RelaySpec {
             url: args.rtmp.clone(),
             peer: args.peer.clone(),
@@ -87,14 +93,6 @@ pub async fn relay(args: RelayArgs) -> Result<(), CommandError> {
     };
     println!("relaying room {:?} to {}", args.room.room, redact_stream_key(&args.rtmp));
     run_recording_participant(&args.room, &args.media, plan, "Relay", None).await
-}
-
-/// RTMP URLs end in a secret stream key: show only its first characters.
-fn redact_stream_key(url: &str) -> String {
-    match url.rsplit_once('/') {
-        Some((base, key)) if key.len() > 4 => format!("{base}/{}…", &key[..4]),
-        _ => url.to_string(),
-    }
 }
 
 async fn run_recording_participant(
@@ -110,7 +108,7 @@ async fn run_recording_participant(
     if let Some(fatal) = findings.iter().find(|f| f.fatal) {
         return Err(CommandError::Usage(format!("invalid pipeline template: {fatal}")));
     }
-    if let Some(name) = plan.record_template.as_deref() {
+    if let Some(name) = plan.recording.as_ref().and_then(|r| r.template.as_deref()) {
         templates.get(name).map_err(|e| CommandError::Usage(e.to_string()))?;
     }
     let metrics = Metrics::new();
@@ -121,6 +119,7 @@ async fn run_recording_participant(
         track_wait: Duration::from_secs(1),
         finish_timeout: Duration::from_secs(5),
         metrics: metrics.media.clone(),
+        notifier: None,
     };
     let mut config = participant_config(room, default_name);
     // Log (and create) every channel the plan logs.
@@ -132,12 +131,17 @@ async fn run_recording_participant(
     let participant = Participant::start(config, metrics.participant.clone())?;
     println!("connecting to {} room {:?}", room.server, room.room);
     let recorder = RoomRecorder::new(plan, settings);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let (commands, commands_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         stop_signal(duration).await;
-        let _ = stop_tx.send("stopped".to_string());
+        let _ = commands.send(RoomCommand::Stop("stopped".to_string()));
     });
-    let (outcome, reports) = run_room(participant, recorder, stop_rx, print_event).await;
+    let (outcome, reports) = run_room(participant, recorder, commands_rx, |observed| {
+        if let Observed::Event(event) = observed {
+            print_event(event);
+        }
+    })
+    .await;
     for report in &reports {
         if let Some(file) = &report.file {
             println!("recording {} ({:?}, {})", file.display(), report.state, report.reason);

@@ -29,6 +29,15 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub pipelines: PipelinesConfig,
     pub relay: RelayConfig,
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Bearer token of the control API (`/api/v1`). Empty: the API answers
+    /// loopback clients only.
+    pub token: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +156,43 @@ pub struct RecordingConfig {
     pub finish_timeout_secs: u64,
     /// Local IP for the recording participant's WebRTC sockets.
     pub udp_bind: IpAddr,
+    /// A room left with no members is still recorded this long (its
+    /// participant stays) before the recording stops, seconds.
+    pub empty_room_grace_secs: u64,
+    /// Stop recording a room once its files in this recording hold this many bytes; 0 = no cap.
+    pub max_room_bytes: u64,
+    /// Stop recording a room after this many seconds; 0 = no cap.
+    pub max_room_duration_secs: u64,
+    /// Per-room exceptions, first match wins (see deploy/gateway.toml).
+    pub rules: Vec<RecordingRule>,
+}
+
+/// Settings for the rooms matching `rooms`; unset fields inherit the `[recording]` ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingRule {
+    /// Glob patterns of room ids.
+    pub rooms: Vec<String>,
+    /// Record these rooms automatically (false: only when asked over the API).
+    pub record: bool,
+    /// Template for these rooms; empty = inherit.
+    pub template: String,
+    pub channels: Option<Vec<String>>,
+    pub max_room_bytes: Option<u64>,
+    pub max_room_duration_secs: Option<u64>,
+}
+
+impl Default for RecordingRule {
+    fn default() -> Self {
+        RecordingRule {
+            rooms: Vec::new(),
+            record: true,
+            template: String::new(),
+            channels: None,
+            max_room_bytes: None,
+            max_room_duration_secs: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -191,6 +237,10 @@ impl Default for RecordingConfig {
             track_wait_ms: 1000,
             finish_timeout_secs: 5,
             udp_bind: IpAddr::from([0, 0, 0, 0]),
+            empty_room_grace_secs: 10,
+            max_room_bytes: 0,
+            max_room_duration_secs: 0,
+            rules: Vec::new(),
         }
     }
 }
@@ -327,6 +377,25 @@ impl Config {
         if crate::participant::channels::channel_specs(&r.channels).is_err() {
             return Err(invalid("recording.channels", "channel names must be non-empty and not reserved"));
         }
+        if r.empty_room_grace_secs > 86_400 {
+            return Err(invalid("recording.empty_room_grace_secs", "must be at most 86400"));
+        }
+        for (i, rule) in r.rules.iter().enumerate() {
+            let key = format!("recording.rules[{i}]");
+            if rule.rooms.is_empty() {
+                return Err(invalid(&key, "needs rooms = [\"glob\", ...]"));
+            }
+            for pattern in &rule.rooms {
+                if let Err(e) = globset::Glob::new(pattern) {
+                    return Err(invalid(&key, format!("{pattern:?} is not a glob pattern: {e}")));
+                }
+            }
+            if let Some(channels) = &rule.channels
+                && crate::participant::channels::channel_specs(channels).is_err()
+            {
+                return Err(invalid(&key, "channel names must be non-empty and not reserved"));
+            }
+        }
         if !(100..=50_000).contains(&self.relay.video_kbps) {
             return Err(invalid("relay.video_kbps", "must be between 100 and 50000"));
         }
@@ -338,6 +407,9 @@ impl Config {
             if target.room.is_empty() {
                 return Err(invalid("relay.targets", "every target needs a room"));
             }
+        }
+        if !self.api.token.is_empty() && self.api.token.len() < 16 {
+            return Err(invalid("api.token", "must be at least 16 characters (or empty: loopback clients only)"));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(

@@ -14,6 +14,7 @@
 //! - [`sio_client`]: a small socket.io v4 WebSocket client (tests, benchmarks, the participant).
 //! - [`recorder`]: recordings (files + manifests), relays and chat logs of rooms.
 
+pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -28,3 +29,4 @@ pub mod rooms;
 pub mod server;
 pub mod signaling;
 pub mod sio_client;
+pub mod webhooks;

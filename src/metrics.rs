@@ -5,7 +5,7 @@
 //! label values — no per-socket or per-room labels).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -37,6 +37,8 @@ pub struct Metrics {
     pub event_duration_seconds: HistogramVec,
     pub disconnects_total: IntCounterVec,
     pub http_requests_metrics: IntCounter,
+    /// Control API responses by status class (2xx, 4xx, ...).
+    pub api_requests_total: IntCounterVec,
     pub participant: ParticipantMetrics,
     pub media: MediaMetrics,
 }
@@ -152,6 +154,11 @@ impl Metrics {
         connections_refused_total.with_label_values(&["unauthorized"]);
         let participant = ParticipantMetrics::register(&registry);
         let media = MediaMetrics::register(&registry);
+        let api_requests_total =
+            counter_vec(&registry, "api_requests_total", "Control API responses, by status class", &["status"]);
+        for class in ["2xx", "4xx", "5xx"] {
+            api_requests_total.with_label_values(&[class]);
+        }
 
         Self {
             registry,
@@ -167,6 +174,7 @@ impl Metrics {
             event_duration_seconds,
             disconnects_total,
             http_requests_metrics,
+            api_requests_total,
             participant,
             media,
         }
@@ -295,6 +303,10 @@ pub struct MediaMetrics {
     pub recordings_free_bytes: IntGauge,
     /// Rooms the gateway's own participant is in to record or relay.
     pub rooms_recorded: IntGauge,
+    /// Longest time since an active recording last got media.
+    pub recording_data_age_seconds: Gauge,
+    /// Longest current wait of a video output for its first keyframe.
+    pub keyframe_wait_seconds: Gauge,
 }
 
 impl MediaMetrics {
@@ -350,6 +362,16 @@ impl MediaMetrics {
                 "rooms_recorded",
                 "Rooms the gateway's participant is in to record or relay",
             ),
+            recording_data_age_seconds: float_gauge(
+                registry,
+                "recording_data_age_seconds",
+                "Longest time since an active recording last received media (0: none active)",
+            ),
+            keyframe_wait_seconds: float_gauge(
+                registry,
+                "media_keyframe_wait_seconds",
+                "Longest current wait of a video output for its first keyframe (0: none waiting)",
+            ),
         };
         for kind in ["audio", "video"] {
             m.packets_lost_total.with_label_values(&[kind]);
@@ -377,22 +399,29 @@ impl Default for Metrics {
 }
 
 /// Create and register an integer counter vector.
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(crate) fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap();
     registry.register(Box::new(c.clone())).expect("unique metric names");
     c
 }
 
 /// Create and register an integer counter.
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+pub(crate) fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).unwrap();
     registry.register(Box::new(c.clone())).expect("unique metric names");
     c
 }
 
 /// Create and register an integer gauge.
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+pub(crate) fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap();
+    registry.register(Box::new(g.clone())).expect("unique metric names");
+    g
+}
+
+/// Create and register a floating-point gauge.
+fn float_gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
+    let g = Gauge::new(name, help).unwrap();
     registry.register(Box::new(g.clone())).expect("unique metric names");
     g
 }

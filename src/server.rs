@@ -18,7 +18,8 @@ use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::media::templates::TemplateSet;
 use crate::metrics::Metrics;
-use crate::recorder::auto::{AutoRecorder, Planner, SelfJoin, output_settings};
+use crate::recorder::controller::{Controller, SelfJoin, output_settings};
+use crate::recorder::rules::Planner;
 use crate::signaling::{JwtVerifier, Signaling, internal_token};
 
 /// WebSocket read buffer per socket. Engine.IO's default is 4 KiB, held by
@@ -48,7 +49,7 @@ pub struct Gateway {
     grace: Duration,
     pub metrics: Arc<Metrics>,
     pub signaling: Arc<Signaling>,
-    recorder: Option<AutoRecorder>,
+    recorder: Option<Controller>,
 }
 
 impl Gateway {
@@ -80,8 +81,34 @@ impl Gateway {
         let signaling = Signaling::new(sc.clone(), JwtVerifier::from_config(&config.auth), metrics.clone());
         signaling.attach(&io);
 
+        let planner = Planner::from_config(&config)?;
+        check_rule_templates(&config, &templates)?;
+        let join = SelfJoin {
+            server_url: self_url(local_addr),
+            name: config.recording.participant_name.clone(),
+            token: internal_token(&config.auth),
+            channels: planner.all_channels(),
+            udp_bind: config.recording.udp_bind,
+        };
+        if config.recording.enabled {
+            tracing::info!(dir = %config.recording.dir.display(), rooms = ?config.recording.rooms, rules = config.recording.rules.len(), "recording rooms");
+        }
+        let settings = output_settings(&config, templates.clone(), metrics.media.clone(), None);
+        let recorder = Controller::start(signaling.clone(), planner, join, settings, metrics.participant.clone(), &config);
+        let token = (!config.api.token.is_empty()).then(|| Arc::from(config.api.token.as_str()));
+        if token.is_none() {
+            tracing::warn!("api.token is not set: the control API (/api/v1) answers loopback clients only");
+        }
+        let api = crate::api::ApiState {
+            control: recorder.handle(),
+            recordings_dir: config.recording.dir.clone(),
+            token,
+            metrics: metrics.clone(),
+        };
+
         let ready = Arc::new(AtomicBool::new(false));
         let app = http::router(HttpState { metrics: metrics.clone(), ready: ready.clone() })
+            .merge(crate::api::router(api))
             .layer(sio_layer)
             .layer(axum::middleware::map_request(http::detach_request_head))
             .layer(cors_layer(&config.server.cors_origins));
@@ -96,25 +123,12 @@ impl Gateway {
             }
         });
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
         });
         ready.store(true, Ordering::Release);
         tracing::info!(%local_addr, "rtcio-gateway listening (socket.io at /socket.io, metrics at /metrics)");
-        let planner = Planner::from_config(&config)?;
-        let recorder = planner.is_active().then(|| {
-            let join = SelfJoin {
-                server_url: self_url(local_addr),
-                name: config.recording.participant_name.clone(),
-                token: internal_token(&config.auth),
-                channels: config.recording.channels.clone(),
-                udp_bind: config.recording.udp_bind,
-            };
-            if config.recording.enabled {
-                tracing::info!(dir = %config.recording.dir.display(), rooms = ?config.recording.rooms, "recording rooms");
-            }
-            let settings = output_settings(&config, templates.clone(), metrics.media.clone());
-            AutoRecorder::start(signaling.clone(), planner, join, settings, metrics.participant.clone())
-        });
         Ok(Gateway {
             local_addr,
             stop_accepting,
@@ -124,7 +138,7 @@ impl Gateway {
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
             metrics,
             signaling,
-            recorder,
+            recorder: Some(recorder),
         })
     }
 
@@ -175,6 +189,21 @@ pub fn load_templates(config: &Config) -> Result<TemplateSet, ServeError> {
     Ok(templates)
 }
 
+/// Templates named by `recording.template` and the rules must exist and record.
+fn check_rule_templates(config: &Config, templates: &TemplateSet) -> Result<(), ServeError> {
+    let named = std::iter::once(("recording.template", &config.recording.template))
+        .chain(config.recording.rules.iter().map(|r| ("recording.rules[].template", &r.template)))
+        .filter(|(_, name)| !name.is_empty());
+    for (key, name) in named {
+        match templates.get(name) {
+            Ok(t) if t.kind == crate::media::templates::TemplateKind::Record => {}
+            Ok(_) => return Err(ServeError::Templates(format!("{key}: {name:?} is not a record template"))),
+            Err(e) => return Err(ServeError::Templates(format!("{key}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
 /// Our own socket.io URL as seen from this machine.
 fn self_url(local: SocketAddr) -> String {
     let ip = match local.ip() {
@@ -186,7 +215,7 @@ fn self_url(local: SocketAddr) -> String {
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
-    let base = CorsLayer::new().allow_methods([Method::GET, Method::POST, Method::OPTIONS]);
+    let base = CorsLayer::new().allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS]);
     if origins.iter().any(|o| o == "*") {
         base.allow_origin(Any).allow_headers(Any)
     } else {

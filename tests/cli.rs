@@ -143,7 +143,7 @@ fn join_hears_what_publish_sends() {
         "--name",
         "bob",
         "--duration",
-        "6",
+        "8",
         "--chat",
         "hello",
         "--every",

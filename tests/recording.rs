@@ -8,16 +8,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::media::*;
+use common::peers::*;
 use common::*;
-use rtcio_gateway::media::source::{AudioCodec, MediaSource, SourceConfig, VideoCodec};
+use rtcio_gateway::media::source::VideoCodec;
 use rtcio_gateway::metrics::Metrics;
-use rtcio_gateway::participant::events::ParticipantEvent;
-use rtcio_gateway::participant::link::LinkConfig;
-use rtcio_gateway::participant::room::{Participant, ParticipantConfig};
 use rtcio_gateway::server::Gateway;
 use serde_json::json;
 
-const LONG: Duration = Duration::from_secs(20);
 /// Finalising must take at most 5 s; allow for a loaded CI machine on top.
 const FINALISED: Duration = Duration::from_secs(12);
 
@@ -33,48 +30,12 @@ async fn recording_gateway(dir: &Path) -> Gateway {
     .await
 }
 
-fn publisher(gw: &Gateway, room: &str, name: &str, metrics: &Metrics) -> Participant {
-    let config = ParticipantConfig {
-        link: LinkConfig { server: url(gw), room: room.into(), name: name.into(), password: None, token: None },
-        channels: vec!["chat".into()],
-        udp_bind: "127.0.0.1".parse().unwrap(),
-        ice_servers: vec![],
-    };
-    Participant::start(config, metrics.participant.clone()).unwrap()
-}
-
-/// Wait for the event, ignoring others.
-async fn wait_for(p: &mut Participant, what: &str, pred: impl Fn(&ParticipantEvent) -> bool) {
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        match tokio::time::timeout_at(deadline, p.next_event()).await {
-            Ok(Some(ev)) if pred(&ev) => return,
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("participant stopped while waiting for {what}"),
-            Err(_) => panic!("timed out waiting for {what}"),
-        }
-    }
-}
-
-async fn recorder_connected(p: &mut Participant) {
-    wait_for(
-        p,
-        "the recorder",
-        |e| matches!(e, ParticipantEvent::PeerConnected(peer) if peer.name.contains("recorder")),
-    )
-    .await;
-}
-
-fn source(video: Option<VideoCodec>) -> MediaSource {
-    MediaSource::start(&SourceConfig { video, audio: Some(AudioCodec::Opus), ..Default::default() }).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vp8_and_opus_are_recorded_to_webm_with_manifest_and_chat_log() {
     let dir = tempfile::tempdir().unwrap();
     let gw = recording_gateway(dir.path()).await;
     let metrics = Metrics::new();
-    let mut alice = publisher(&gw, "room/../1", "alice", &metrics);
+    let mut alice = publisher(&url(&gw), "room/../1", "alice", &metrics);
     recorder_connected(&mut alice).await;
     let media = source(Some(VideoCodec::Vp8));
     alice.publish(media.stream("cam-1", "camera", Some(json!({"title": "standup"})))).unwrap();
@@ -162,7 +123,7 @@ async fn h264_is_recorded_to_matroska_and_audio_only_streams_work() {
     let dir = tempfile::tempdir().unwrap();
     let gw = recording_gateway(dir.path()).await;
     let metrics = Metrics::new();
-    let mut bob = publisher(&gw, "h264", "bob", &metrics);
+    let mut bob = publisher(&url(&gw), "h264", "bob", &metrics);
     recorder_connected(&mut bob).await;
     let video = source(Some(VideoCodec::H264));
     let voice = source(None);
@@ -202,13 +163,13 @@ async fn resolution_changes_and_a_restarted_encoder_keep_one_playable_file() {
     let dir = tempfile::tempdir().unwrap();
     let gw = recording_gateway(dir.path()).await;
     let metrics = Metrics::new();
-    let mut carol = publisher(&gw, "changes", "carol", &metrics);
+    let mut carol = publisher(&url(&gw), "changes", "carol", &metrics);
     recorder_connected(&mut carol).await;
     // VP8 into WebM and H.264 into Matroska (which cannot change caps mid-file).
     let vp8 = source(Some(VideoCodec::Vp8));
     let h264 = source(Some(VideoCodec::H264));
     // (One publisher each: our publisher negotiates one video codec per connection.)
-    let mut hugo = publisher(&gw, "changes", "hugo", &metrics);
+    let mut hugo = publisher(&url(&gw), "changes", "hugo", &metrics);
     recorder_connected(&mut hugo).await;
     carol.publish(vp8.stream("cam", "camera", None)).unwrap();
     hugo.publish(h264.stream("cam-h264", "camera", None)).unwrap();
@@ -243,7 +204,7 @@ async fn tracks_removed_readded_or_late_never_break_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let gw = recording_gateway(dir.path()).await;
     let metrics = Metrics::new();
-    let mut dave = publisher(&gw, "tracks", "dave", &metrics);
+    let mut dave = publisher(&url(&gw), "tracks", "dave", &metrics);
     recorder_connected(&mut dave).await;
     let av = source(Some(VideoCodec::Vp8));
     let full = av.stream("s1", "camera", None);
@@ -326,16 +287,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn remote_publisher(url: &str, room: &str, metrics: &Metrics) -> Participant {
-    let config = ParticipantConfig {
-        link: LinkConfig { server: url.into(), room: room.into(), name: "erin".into(), password: None, token: None },
-        channels: vec!["chat".into()],
-        udp_bind: "127.0.0.1".parse().unwrap(),
-        ice_servers: vec![],
-    };
-    Participant::start(config, metrics.participant.clone()).unwrap()
-}
-
 /// Wait until a recording of the room is being written; returns its manifest path.
 async fn recording_started(room_dir: &Path) -> (std::path::PathBuf, serde_json::Value) {
     let deadline = tokio::time::Instant::now() + LONG;
@@ -361,7 +312,7 @@ async fn a_recording_survives_sigkill_up_to_the_last_second() {
     let (child, url) = spawn_serve(dir.path());
     let mut child = KillOnDrop(child);
     let metrics = Metrics::new();
-    let mut erin = remote_publisher(&url, "crash", &metrics);
+    let mut erin = publisher(&url, "crash", "erin", &metrics);
     recorder_connected(&mut erin).await;
     let media = source(Some(VideoCodec::Vp8));
     erin.publish(media.stream("cam", "camera", None)).unwrap();
@@ -393,7 +344,7 @@ async fn sigterm_finalises_every_recording_within_five_seconds() {
     let (child, url) = spawn_serve(dir.path());
     let mut child = KillOnDrop(child);
     let metrics = Metrics::new();
-    let mut erin = remote_publisher(&url, "term", &metrics);
+    let mut erin = publisher(&url, "term", "erin", &metrics);
     recorder_connected(&mut erin).await;
     let media = source(Some(VideoCodec::H264));
     erin.publish(media.stream("cam", "camera", None)).unwrap();
@@ -463,7 +414,7 @@ OPUS = "appsrc name=audio ! rtpjitterbuffer latency={latency} ! rtpopusdepay ! o
     })
     .await;
     let metrics = Metrics::new();
-    let mut frank = publisher(&gw, "full", "frank", &metrics);
+    let mut frank = publisher(&url(&gw), "full", "frank", &metrics);
     recorder_connected(&mut frank).await;
     let media = source(Some(VideoCodec::Vp8));
     frank.publish(media.stream("cam", "camera", None)).unwrap();
@@ -495,7 +446,7 @@ async fn stalled_video_does_not_hold_back_the_audio() {
     let dir = tempfile::tempdir().unwrap();
     let gw = recording_gateway(dir.path()).await;
     let metrics = Metrics::new();
-    let mut ivy = publisher(&gw, "stall", "ivy", &metrics);
+    let mut ivy = publisher(&url(&gw), "stall", "ivy", &metrics);
     recorder_connected(&mut ivy).await;
     let media = source(Some(VideoCodec::Vp8));
     ivy.publish(media.stream("cam", "camera", None)).unwrap();
@@ -538,8 +489,8 @@ async fn junk_rtp_from_a_hostile_peer_harms_nobody_else() {
     let dir = tempfile::tempdir().unwrap();
     let gw = recording_gateway(dir.path()).await;
     let metrics = Metrics::new();
-    let mut mallory = publisher(&gw, "hostile", "mallory", &metrics);
-    let mut honest = publisher(&gw, "hostile", "honest", &metrics);
+    let mut mallory = publisher(&url(&gw), "hostile", "mallory", &metrics);
+    let mut honest = publisher(&url(&gw), "hostile", "honest", &metrics);
     recorder_connected(&mut mallory).await;
     recorder_connected(&mut honest).await;
 

@@ -7,12 +7,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::peers::publisher;
 use common::*;
 use rtcio_gateway::config::RelayTarget;
 use rtcio_gateway::media::source::{AudioCodec, MediaSource, SourceConfig, VideoCodec};
 use rtcio_gateway::metrics::Metrics;
-use rtcio_gateway::participant::link::LinkConfig;
-use rtcio_gateway::participant::room::{Participant, ParticipantConfig};
 use serde_json::Value;
 
 /// An nginx-rtmp instance; stopped when dropped.
@@ -92,22 +91,6 @@ fn stream<'a>(probe: &'a Value, kind: &str) -> &'a Value {
     probe["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == kind).unwrap()
 }
 
-fn publisher(url: &str, room: &str, metrics: &Metrics) -> Participant {
-    let config = ParticipantConfig {
-        link: LinkConfig {
-            server: url.into(),
-            room: room.into(),
-            name: "streamer".into(),
-            password: None,
-            token: None,
-        },
-        channels: vec!["chat".into()],
-        udp_bind: "127.0.0.1".parse().unwrap(),
-        ice_servers: vec![],
-    };
-    Participant::start(config, metrics.participant.clone()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_relay_transcodes_vp8_to_h264_and_survives_an_rtmp_restart() {
     let rtmp = RtmpServer::start();
@@ -127,7 +110,7 @@ async fn a_configured_relay_transcodes_vp8_to_h264_and_survives_an_rtmp_restart(
     })
     .await;
     let metrics = Metrics::new();
-    let streamer = publisher(&url(&gw), "hall", &metrics);
+    let streamer = publisher(&url(&gw), "hall", "streamer", &metrics);
     // A screen share is never picked by default; the camera is.
     let screen = MediaSource::start(&SourceConfig { width: 320, height: 240, ..Default::default() }).unwrap();
     streamer.publish(screen.stream("screen-1", "screen", None)).unwrap();
@@ -179,7 +162,7 @@ async fn the_relay_command_passes_h264_through() {
     let target = rtmp.url("cli");
     let gw = start_gateway().await;
     let metrics = Metrics::new();
-    let streamer = publisher(&url(&gw), "show", &metrics);
+    let streamer = publisher(&url(&gw), "show", "streamer", &metrics);
     let camera = MediaSource::start(&SourceConfig {
         video: Some(VideoCodec::H264),
         audio: Some(AudioCodec::Opus),

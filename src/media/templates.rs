@@ -586,7 +586,8 @@ mod tests {
         assert_eq!(mkv.extension, "mka");
         assert!(mkv.origin.ends_with("record-mkv.toml"));
         assert_eq!(set.templates().len(), BUILT_IN.len());
-        let missing = TemplateSet::load(Some(Path::new("/nonexistent/dir"))).unwrap_err();
-        assert!(missing.to_string().contains("/nonexistent/dir"));
+        let gone = dir.path().join("no-such-dir");
+        let missing = TemplateSet::load(Some(&gone)).unwrap_err();
+        assert!(missing.to_string().contains("no-such-dir"));
     }
 }

@@ -45,6 +45,7 @@ pub enum ParticipantError {
 
 enum Command {
     Emit { channel: Channel, text: String },
+    EmitTo { peer: String, channel: Channel, text: String },
     Binary { channel: Channel, data: Bytes },
     MediaChanged,
     Envelope { target: String, data: Value },
@@ -87,6 +88,14 @@ impl Participant {
     /// `socket.emit(event, ...args)` to every connected peer, over the ctrl channel.
     pub fn emit(&self, event: &str, args: &[Value]) -> Result<(), ParticipantError> {
         self.send_text(Channel::Ctrl, channels::encode(event, args)?)
+    }
+
+    /// `socket.peer(id).emit(event, ...args)`: to one connected peer, over the ctrl channel.
+    pub fn emit_to(&self, peer_id: &str, event: &str, args: &[Value]) -> Result<(), ParticipantError> {
+        let text = channels::encode(event, args)?;
+        self.commands
+            .send(Command::EmitTo { peer: peer_id.to_string(), channel: Channel::Ctrl, text })
+            .map_err(|_| ParticipantError::Stopped)
     }
 
     /// `channel.emit(event, ...args)` on a broadcast channel.
@@ -184,6 +193,11 @@ async fn run(
                 Some(Command::Emit { channel, text }) => {
                     for s in sessions.values() {
                         s.send(SessionInput::SendText { channel: channel.clone(), text: text.clone() });
+                    }
+                }
+                Some(Command::EmitTo { peer, channel, text }) => {
+                    if let Some(s) = sessions.get(&peer) {
+                        s.send(SessionInput::SendText { channel, text });
                     }
                 }
                 Some(Command::Binary { channel, data }) => {

@@ -63,6 +63,9 @@ pub struct Manifest {
     pub state: RecordingState,
     /// The recording's file name (same directory).
     pub file: String,
+    /// The rtc.io server of the room when it is not this gateway's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     pub room: String,
     pub peer: PeerSummary,
     pub stream_id: String,
@@ -145,6 +148,7 @@ mod tests {
         Manifest {
             state: RecordingState::Recording,
             file: "x.webm".into(),
+            server: None,
             room: "r".into(),
             peer: PeerSummary { id: "p".into(), name: "Alice".into() },
             stream_id: "s1".into(),

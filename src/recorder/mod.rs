@@ -7,13 +7,17 @@
 //! - [`stream`]: one received stream → its recording and relay pipelines (media policy lives here).
 //! - [`room`]: one room's streams and chat log, driven by participant events.
 //! - [`runner`]: a participant feeding a room recorder until stopped.
-//! - [`auto`]: joins our own server's rooms while they have members (for `serve`).
+//! - [`status`]: what a room's streams and outputs are doing now (read by the API and gauges).
+//! - [`rules`]: which rooms of our own server to record, with which template and cap.
+//! - [`controller`]: every room the gateway is in — by rule or by API, ours or remote.
 
-pub mod auto;
 pub mod chat_log;
 pub mod manifest;
 pub mod naming;
 mod record_file;
 pub mod room;
 pub mod runner;
+pub mod rules;
+pub mod status;
 pub mod stream;
+pub mod controller;

@@ -52,6 +52,7 @@ pub(super) fn new_record_file(
         manifest: Manifest {
             state: RecordingState::Recording,
             file: path.file_name().unwrap_or_default().to_string_lossy().to_string(),
+            server: context.server.clone(),
             room: context.room.clone(),
             peer: PeerSummary { id: context.peer.id.clone(), name: context.peer.name.clone() },
             stream_id: context.stream_id.clone(),
@@ -82,12 +83,19 @@ pub(super) fn write_manifest_logged(record: &RecordFile) {
     }
 }
 
-pub(super) fn count_bytes_written(record: &mut RecordFile, metrics: &MediaMetrics) {
-    if let Ok(meta) = std::fs::metadata(&record.path) {
-        let size = meta.len();
-        if size > record.bytes_counted {
-            metrics.recording_bytes_written_total.inc_by(size - record.bytes_counted);
-            record.bytes_counted = size;
-        }
+/// Count the bytes the file grew by since the last call; returns them.
+pub(super) fn count_bytes_written(record: &mut RecordFile, metrics: &MediaMetrics) -> u64 {
+    let Ok(meta) = std::fs::metadata(&record.path) else { return 0 };
+    let grown = meta.len().saturating_sub(record.bytes_counted);
+    if grown > 0 {
+        metrics.recording_bytes_written_total.inc_by(grown);
+        record.bytes_counted = meta.len();
+    }
+    grown
+}
+
+impl RecordFile {
+    pub(super) fn bytes_counted(&self) -> u64 {
+        self.bytes_counted
     }
 }

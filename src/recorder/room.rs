@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use super::chat_log::{ChatLog, Origin};
 use super::naming;
+use super::status::{RoomStatus, StreamStatus};
 use super::stream::{OutputReport, OutputSettings, StreamCommand, StreamContext, StreamHandle, Target};
 use crate::participant::channels::Channel;
 use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo};
@@ -26,17 +27,49 @@ pub struct RelaySpec {
     pub template: Option<String>,
 }
 
+/// Recording a room: where, how, why, and how much at most.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSpec {
+    /// Every stream goes into `<dir>/<room>/`.
+    pub dir: PathBuf,
+    /// Override the template choice by codec.
+    pub template: Option<String>,
+    /// Who asked: `rule` (configuration) or `api`.
+    pub by: String,
+    /// Stop recording the room once its files hold this many bytes (0: no cap).
+    pub max_bytes: u64,
+    /// Stop recording the room after this long (0: no cap).
+    pub max_duration_secs: u64,
+}
+
 /// What to do with one room.
 #[derive(Debug, Clone, Default)]
 pub struct RoomPlan {
+    /// The rtc.io server when it is not our own.
+    pub server: Option<String>,
     pub room: String,
-    /// Record every stream into `<dir>/<room>/`.
-    pub recordings_dir: Option<PathBuf>,
-    /// Override the template choice for recordings.
-    pub record_template: Option<String>,
+    pub recording: Option<RecordSpec>,
     pub relay: Option<RelaySpec>,
-    /// Log the ctrl channel and these broadcast channels to `chat.jsonl` (needs `recordings_dir`).
+    /// Log the ctrl channel and these broadcast channels to `chat.jsonl` (while recording).
     pub log_channels: Vec<String>,
+}
+
+/// RTMP URLs end in a secret stream key: keep only its first characters
+/// (enough to tell two keys apart in a log), drop any query and password.
+pub fn redact_stream_key(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else { return "<not a URL>".to_string() };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    let text = url.to_string();
+    let segments = url.path_segments().map(|s| s.filter(|s| !s.is_empty()).count()).unwrap_or(0);
+    match text.rsplit_once('/') {
+        // rtmp://host/app/key: the key is the last of two or more segments.
+        Some((base, key)) if segments >= 2 => format!("{base}/{}***", key.chars().take(4).collect::<String>()),
+        _ => text,
+    }
 }
 
 struct StreamEntry {
@@ -57,12 +90,17 @@ pub struct RoomRecorder {
     /// Streams being finalised in the background.
     ending: Vec<tokio::task::JoinHandle<Vec<OutputReport>>>,
     reports: Vec<OutputReport>,
+    status: RoomStatus,
+    /// Since when the room is being recorded.
+    recording_since: Option<std::time::Instant>,
 }
 
 impl RoomRecorder {
     pub fn new(plan: RoomPlan, settings: OutputSettings) -> RoomRecorder {
         RoomRecorder {
+            recording_since: plan.recording.as_ref().map(|_| std::time::Instant::now()),
             plan,
+            status: RoomStatus::default(),
             settings,
             streams: HashMap::new(),
             relayed: None,
@@ -74,7 +112,87 @@ impl RoomRecorder {
     }
 
     pub fn room_dir(&self) -> Option<PathBuf> {
-        self.plan.recordings_dir.as_ref().map(|d| naming::room_dir(d, &self.plan.room))
+        self.plan.recording.as_ref().map(|r| naming::room_dir(&r.dir, &self.plan.room))
+    }
+
+    fn record_target(&self) -> Option<Target> {
+        let spec = self.plan.recording.as_ref()?;
+        Some(Target::Record { room_dir: naming::room_dir(&spec.dir, &self.plan.room), template: spec.template.clone() })
+    }
+
+    /// What the streams are doing (shared; updated by the stream tasks).
+    pub fn status(&self) -> RoomStatus {
+        self.status.clone()
+    }
+
+    pub fn plan(&self) -> &RoomPlan {
+        &self.plan
+    }
+
+    pub fn is_recording(&self) -> bool {
+        self.plan.recording.is_some()
+    }
+
+    /// Start, change or stop recording every stream of the room; files that
+    /// end because of it get `reason` in their manifest.
+    pub fn set_recording(&mut self, recording: Option<RecordSpec>, reason: &str) {
+        if recording == self.plan.recording {
+            return;
+        }
+        let old = self.record_target();
+        self.plan.recording = recording;
+        let new = self.record_target();
+        if old != new {
+            for entry in self.streams.values() {
+                if let Some(old) = &old {
+                    entry.handle.send(StreamCommand::RemoveTarget(old.clone(), reason.to_string()));
+                }
+                if let Some(new) = &new {
+                    entry.handle.send(StreamCommand::AddTarget(new.clone()));
+                }
+            }
+        }
+        match (&old, &new) {
+            (Some(_), None) => {
+                self.recording_since = None;
+                if let Some(chat) = self.chat.take()
+                    && let Err(e) = chat.sync()
+                {
+                    tracing::warn!(error = %e, "cannot sync chat.jsonl");
+                }
+                self.chat_failed = false;
+            }
+            (None, Some(_)) => {
+                self.recording_since = Some(std::time::Instant::now());
+                self.status.reset_recorded_bytes();
+            }
+            _ => {}
+        }
+    }
+
+    /// The cap the recording reached, if any: `size-cap` or `time-cap`.
+    pub fn cap_reached(&self) -> Option<&'static str> {
+        let spec = self.plan.recording.as_ref()?;
+        if spec.max_bytes > 0 && self.status.recorded_bytes() >= spec.max_bytes {
+            return Some("size-cap");
+        }
+        let elapsed = self.recording_since?.elapsed().as_secs();
+        (spec.max_duration_secs > 0 && elapsed >= spec.max_duration_secs).then_some("time-cap")
+    }
+
+    /// Start, change or stop the room's relay.
+    pub fn set_relay(&mut self, relay: Option<RelaySpec>, reason: &str) {
+        if relay == self.plan.relay {
+            return;
+        }
+        if let (Some(old), Some(key)) = (self.plan.relay.take(), self.relayed.take())
+            && let Some(entry) = self.streams.get(&key)
+        {
+            let target = Target::Relay { url: old.url, template: old.template };
+            entry.handle.send(StreamCommand::RemoveTarget(target, reason.to_string()));
+        }
+        self.plan.relay = relay;
+        self.pick_relay();
     }
 
     pub fn on_event(&mut self, event: ParticipantEvent) {
@@ -84,22 +202,31 @@ impl RoomRecorder {
                 if self.streams.contains_key(&key) {
                     return;
                 }
-                let targets: Vec<Target> = self
-                    .room_dir()
-                    .map(|room_dir| Target::Record { room_dir, template: self.plan.record_template.clone() })
-                    .into_iter()
-                    .collect();
+                let targets: Vec<Target> = self.record_target().into_iter().collect();
+                self.status.insert(StreamStatus {
+                    peer: peer.clone(),
+                    stream_id: stream_id.clone(),
+                    event: super::manifest::primary_event(events.as_ref()),
+                    kinds: kinds.clone(),
+                    recording: None,
+                    relay: None,
+                    last_data: None,
+                    keyframe_wait_since: None,
+                });
                 let context = StreamContext {
+                    server: self.plan.server.clone(),
                     room: self.plan.room.clone(),
                     peer: peer.clone(),
                     stream_id,
                     events: events.clone(),
                     expected_kinds: kinds,
+                    status: self.status.clone(),
                 };
                 let handle = StreamHandle::start(context, targets, self.settings.clone());
                 self.streams.insert(key, StreamEntry { handle, peer, events, has_video: false });
             }
             ParticipantEvent::StreamMetadata { peer, stream_id, events } => {
+                self.status.update(&peer.id, &stream_id, |s| s.event = super::manifest::primary_event(Some(&events)));
                 if let Some(entry) = self.streams.get_mut(&(peer.id, stream_id)) {
                     entry.events = Some(events.clone());
                     entry.handle.send(StreamCommand::Metadata(events));
@@ -112,10 +239,16 @@ impl RoomRecorder {
                     return;
                 };
                 entry.has_video |= track.kind == MediaKind::Video;
+                self.status.update(&key.0, &key.1, |s| {
+                    if !s.kinds.contains(&track.kind) {
+                        s.kinds.push(track.kind);
+                    }
+                });
                 entry.handle.send(StreamCommand::Track(track));
                 self.pick_relay();
             }
             ParticipantEvent::StreamEnded { peer, stream_id, reason } => {
+                self.status.remove(&peer.id, &stream_id);
                 let key = (peer.id, stream_id);
                 if let Some(entry) = self.streams.remove(&key) {
                     self.ending.push(tokio::spawn(async move { entry.handle.stop(reason).await }));
@@ -151,7 +284,7 @@ impl RoomRecorder {
     }
 
     fn logs(&self, channel: &Channel) -> bool {
-        self.plan.recordings_dir.is_some()
+        self.plan.recording.is_some()
             && match channel {
                 Channel::Ctrl => true,
                 Channel::Broadcast(name) => self.plan.log_channels.iter().any(|c| c == name),
@@ -234,6 +367,15 @@ mod tests {
 
     fn events(names: &[&str]) -> StreamEvents {
         names.iter().map(|n| (n.to_string(), vec![])).collect()
+    }
+
+    #[test]
+    fn stream_keys_are_redacted() {
+        assert_eq!(redact_stream_key("rtmp://a.example/live/abcdef123"), "rtmp://a.example/live/abcd***");
+        assert_eq!(redact_stream_key("rtmp://a.example/live/ab"), "rtmp://a.example/live/ab***");
+        assert_eq!(redact_stream_key("rtmps://u:pw@a.example/app/key?token=x"), "rtmps://u:***@a.example/app/key***");
+        assert_eq!(redact_stream_key("rtmp://a.example/live"), "rtmp://a.example/live");
+        assert_eq!(redact_stream_key("not a url"), "<not a URL>");
     }
 
     #[test]

@@ -1,13 +1,31 @@
-//! A participant in one room feeding a [`RoomRecorder`] until it is told to
-//! stop (then every file is finalised before the participant leaves) or the
-//! server refuses it.
+//! A participant feeding a [`RoomRecorder`] until it is told to stop (then
+//! every file is finalised before the participant leaves) or the server
+//! refuses it. While running it takes commands (start/stop recording or
+//! relaying), enforces the recording's size/time cap, and tells every peer
+//! over the ctrl channel whether the room is being recorded (event
+//! `recording`, `{state: "started" | "stopped", by: "rtcio-gateway"}`),
+//! including peers that connect later.
 
-use tokio::sync::oneshot;
+use std::time::Duration;
 
-use super::room::RoomRecorder;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::room::{RecordSpec, RelaySpec, RoomRecorder};
 use super::stream::OutputReport;
 use crate::participant::events::ParticipantEvent;
 use crate::participant::room::Participant;
+
+/// The ctrl event that tells peers about recording.
+pub const RECORDING_EVENT: &str = "recording";
+/// The `by` of that event.
+pub const RECORDING_BY: &str = "rtcio-gateway";
+const CAP_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// A peer that just connected is told the recording state again after this:
+/// a message sent the instant a data channel opens is occasionally lost
+/// (see the participant's known issues), and the event is a state, so
+/// hearing it twice is harmless.
+const RETELL_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a room run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,33 +36,107 @@ pub enum Outcome {
     Refused(String),
 }
 
-/// Run until `stop` fires (its value is the reason recorded in manifests) or
-/// the participant is refused. `observe` sees every event first.
+/// What the owner of a running room can ask of it.
+#[derive(Debug)]
+pub enum RoomCommand {
+    /// Finalise everything and leave; the reason goes into the manifests.
+    Stop(String),
+    /// Start (`Some`), change or stop (`None`) recording the room.
+    SetRecording(Option<RecordSpec>, String),
+    /// Start, change or stop the room's relay.
+    SetRelay(Option<RelaySpec>, String),
+}
+
+/// Something the room run reports to its owner while it goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomNotice {
+    /// Recording stopped because it reached its cap (`size-cap`, `time-cap`).
+    CapReached(&'static str),
+}
+
+/// Run until told to stop (or the command sender is dropped) or the
+/// participant is refused. `observe` sees every participant event first and
+/// every [`RoomNotice`].
 pub async fn run_room(
     mut participant: Participant,
     mut recorder: RoomRecorder,
-    mut stop: oneshot::Receiver<String>,
-    mut observe: impl FnMut(&ParticipantEvent),
+    mut commands: mpsc::UnboundedReceiver<RoomCommand>,
+    mut observe: impl FnMut(Observed<'_>),
 ) -> (Outcome, Vec<OutputReport>) {
+    let mut cap_check = tokio::time::interval(CAP_CHECK_EVERY);
+    cap_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retell: Vec<(tokio::time::Instant, String)> = Vec::new();
     let outcome = loop {
+        let was_recording = recorder.is_recording();
         tokio::select! {
-            reason = &mut stop => break Outcome::Stopped(reason.unwrap_or_else(|_| "stopped".to_string())),
+            command = commands.recv() => match command {
+                None => break Outcome::Stopped("stopped".to_string()),
+                Some(RoomCommand::Stop(reason)) => break Outcome::Stopped(reason),
+                Some(RoomCommand::SetRecording(spec, reason)) => recorder.set_recording(spec, &reason),
+                Some(RoomCommand::SetRelay(spec, reason)) => recorder.set_relay(spec, &reason),
+            },
             event = participant.next_event() => match event {
                 None => break Outcome::Stopped("participant-ended".to_string()),
                 Some(ParticipantEvent::Refused { reason }) => break Outcome::Refused(reason),
                 Some(event) => {
-                    observe(&event);
+                    if let ParticipantEvent::PeerConnected(peer) = &event
+                        && recorder.is_recording()
+                    {
+                        let _ = participant.emit_to(&peer.id, RECORDING_EVENT, &[recording_state(true)]);
+                        retell.push((tokio::time::Instant::now() + RETELL_AFTER, peer.id.clone()));
+                    }
+                    observe(Observed::Event(&event));
                     recorder.on_event(event);
                 }
             },
+            _ = cap_check.tick() => {
+                let now = tokio::time::Instant::now();
+                for (_, peer) in retell.extract_if(.., |(due, _)| *due <= now) {
+                    let _ = participant.emit_to(&peer, RECORDING_EVENT, &[recording_state(recorder.is_recording())]);
+                }
+                if let Some(cap) = recorder.cap_reached() {
+                    tracing::info!(room = %recorder.plan().room, cap, "recording cap reached; recording stopped");
+                    recorder.set_recording(None, cap);
+                    observe(Observed::Notice(RoomNotice::CapReached(cap)));
+                }
+            }
+        }
+        if recorder.is_recording() != was_recording {
+            let _ = participant.emit(RECORDING_EVENT, &[recording_state(recorder.is_recording())]);
         }
     };
     let reason = match &outcome {
         Outcome::Stopped(reason) => reason.clone(),
         Outcome::Refused(_) => "refused".to_string(),
     };
+    if recorder.is_recording() {
+        let _ = participant.emit(RECORDING_EVENT, &[recording_state(false)]);
+    }
     // Files first (the peers are still sending), then leave the room.
     let reports = recorder.stop(&reason).await;
     participant.shutdown().await;
     (outcome, reports)
+}
+
+/// What `run_room` shows its owner.
+#[derive(Debug)]
+pub enum Observed<'a> {
+    Event(&'a ParticipantEvent),
+    Notice(RoomNotice),
+}
+
+/// The argument of the ctrl `recording` event.
+pub fn recording_state(recording: bool) -> serde_json::Value {
+    json!({"state": if recording { "started" } else { "stopped" }, "by": RECORDING_BY})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recording_event_says_what_and_who() {
+        assert_eq!(recording_state(true), json!({"state": "started", "by": "rtcio-gateway"}));
+        assert_eq!(recording_state(false), json!({"state": "stopped", "by": "rtcio-gateway"}));
+    }
 }

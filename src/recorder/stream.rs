@@ -23,6 +23,7 @@ use rtc::shared::marshal::Marshal;
 use tokio::sync::mpsc;
 
 use super::manifest::{self, RecordingState};
+use super::status::{FileStatus, RelayState, RoomStatus};
 use super::record_file::{RecordFile, count_bytes_written, new_record_file, write_manifest_logged};
 use crate::media::continuity::{Continuity, LossCounter};
 use crate::media::keyframes::{GateDecision, KeyframeGate, VideoCodec};
@@ -40,6 +41,11 @@ const TICK: Duration = Duration::from_millis(100);
 const MAX_BATCH: usize = 63;
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
 
+/// Told about outputs starting and ending: `(event, data)` with event one of
+/// `recording.started|finished|failed`, `relay.started|stopped|failed`
+/// (the webhook events). Must not block.
+pub type OutputNotifier = Arc<dyn Fn(&'static str, serde_json::Value) + Send + Sync>;
+
 /// Settings shared by every output of a gateway.
 #[derive(Clone)]
 pub struct OutputSettings {
@@ -51,17 +57,22 @@ pub struct OutputSettings {
     /// Longest wait for a pipeline to finalise its file.
     pub finish_timeout: Duration,
     pub metrics: MediaMetrics,
+    pub notifier: Option<OutputNotifier>,
 }
 
 /// Who and what the stream is.
 #[derive(Debug, Clone)]
 pub struct StreamContext {
+    /// The rtc.io server of the room when it is not our own.
+    pub server: Option<String>,
     pub room: String,
     pub peer: PeerInfo,
     pub stream_id: String,
     pub events: Option<StreamEvents>,
     /// The kinds of track the peer announced for the stream (empty: unknown).
     pub expected_kinds: Vec<MediaKind>,
+    /// Where the stream task reports what its outputs do.
+    pub status: RoomStatus,
 }
 
 /// What to make of the stream.
@@ -91,7 +102,8 @@ pub enum StreamCommand {
     Track(ReceivedTrack),
     Metadata(StreamEvents),
     AddTarget(Target),
-    RemoveTarget(Target),
+    /// Finalise and drop this output, with this reason in its manifest.
+    RemoveTarget(Target, String),
     Stop { reason: String },
 }
 
@@ -186,6 +198,8 @@ struct StreamTask {
     events_tx: mpsc::UnboundedSender<(u64, OutputEvent)>,
     events_rx: mpsc::UnboundedReceiver<(u64, OutputEvent)>,
     last_housekeeping: Instant,
+    /// When an output last got packets.
+    last_pushed: Option<Instant>,
 }
 
 async fn recv_input(input: &mut Option<Input>) -> Option<RtpPacket> {
@@ -217,6 +231,7 @@ impl StreamTask {
             events_tx,
             events_rx,
             last_housekeeping: Instant::now(),
+            last_pushed: None,
         }
     }
 
@@ -268,10 +283,13 @@ impl StreamTask {
                     self.slots.push(Slot::new(target));
                 }
             }
-            StreamCommand::RemoveTarget(target) => {
+            StreamCommand::RemoveTarget(target, reason) => {
                 if let Some(index) = self.slots.iter().position(|s| s.target == target) {
-                    self.finish(index, "stopped", None).await;
+                    self.finish(index, &reason, None).await;
                     self.slots.remove(index);
+                    if target.kind() == TemplateKind::Relay {
+                        self.set_relay_state(None);
+                    }
                 }
             }
             StreamCommand::Stop { .. } => unreachable!("handled by run"),
@@ -328,6 +346,7 @@ impl StreamTask {
         for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
             if !active.pending.is_empty() {
                 active.output.push(kind, active.pending.drain(..));
+                self.last_pushed = Some(Instant::now());
             }
         }
     }
@@ -370,6 +389,7 @@ impl StreamTask {
             }
         }
         let mut pli: Option<&str> = None;
+        let mut relay_live = false;
         for slot in self.slots.iter_mut() {
             let Some(active) = slot.active.as_mut() else { continue };
             if !active.output.has_input(kind) {
@@ -394,6 +414,9 @@ impl StreamTask {
                 if first_keyframe {
                     // Media flows again: a later failure starts the back-off afresh.
                     slot.failures = 0;
+                    if slot.target.kind() == TemplateKind::Relay {
+                        relay_live = true;
+                    }
                     let waited = now.duration_since(active.gate_opened);
                     self.settings.metrics.first_keyframe_seconds.observe(waited.as_secs_f64());
                     if let Some(record) = active.record.as_mut()
@@ -410,6 +433,9 @@ impl StreamTask {
         }
         if let Some(reason) = pli {
             self.request_keyframe(reason);
+        }
+        if relay_live {
+            self.set_relay_state(Some(RelayState::Live));
         }
     }
 
@@ -444,6 +470,9 @@ impl StreamTask {
                     }
                 };
                 slot.retry_at = Some(Instant::now() + backoff);
+                if slot.target.kind() == TemplateKind::Relay {
+                    self.set_relay_state(Some(RelayState::Restarting));
+                }
             }
         }
     }
@@ -524,13 +553,34 @@ impl StreamTask {
     /// Counters that are read rather than pushed: file sizes, jitter-buffer drops.
     fn housekeeping(&mut self) {
         let metrics = &self.settings.metrics;
+        let status = &self.context.status;
+        let mut keyframe_wait_since: Option<Instant> = None;
+        let mut recorded: Option<u64> = None;
         for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
             count_jitterbuffer_drops(active, metrics);
             if let Some(record) = active.record.as_mut() {
-                count_bytes_written(record, metrics);
+                status.add_recorded_bytes(count_bytes_written(record, metrics));
+                recorded = Some(record.bytes_counted());
+            }
+            if active.gate.as_ref().is_some_and(|g| g.is_waiting()) {
+                keyframe_wait_since = Some(keyframe_wait_since.map_or(active.gate_opened, |t| t.min(active.gate_opened)));
             }
         }
+        let last_data = self.last_pushed.or(self.first_track_at);
+        status.update(&self.context.peer.id, &self.context.stream_id, |s| {
+            s.keyframe_wait_since = keyframe_wait_since;
+            s.last_data = last_data;
+            if let (Some(file), Some(bytes)) = (s.recording.as_mut(), recorded) {
+                file.bytes = bytes;
+            }
+        });
     }
+
+    fn set_relay_state(&self, state: Option<RelayState>) {
+        self.context.status.update(&self.context.peer.id, &self.context.stream_id, |s| s.relay = state);
+    }
+
+
 
     fn start(&mut self, index: usize, video: Option<String>, audio: Option<String>) {
         let settings = self.settings.clone();
@@ -614,8 +664,24 @@ impl StreamTask {
                 };
                 if let Some(file) = &record {
                     tracing::info!(room = %self.context.room, peer = %self.context.peer.id, stream = %self.context.stream_id, file = %file.path.display(), template = %template.name, "recording");
-                } else {
+                    let status = FileStatus {
+                        path: file.path.clone(),
+                        file: file.manifest.file.clone(),
+                        template: template.name.clone(),
+                        started_at: file.manifest.started_at.clone(),
+                        bytes: 0,
+                    };
+                    self.context.status.update(&self.context.peer.id, &self.context.stream_id, |s| {
+                        s.recording = Some(status)
+                    });
+                    notify(&settings, "recording.started", recording_event_data(&self.context, file));
+                } else if let Target::Relay { url, .. } = &slot.target {
                     tracing::info!(room = %self.context.room, peer = %self.context.peer.id, stream = %self.context.stream_id, template = %template.name, "relaying");
+                    self.context.status.update(&self.context.peer.id, &self.context.stream_id, |s| {
+                        s.relay = Some(RelayState::Starting)
+                    });
+                    let data = relay_event_data(&self.context, url, &template.name, None, None);
+                    notify(&settings, "relay.started", data);
                 }
                 slot.active = Some(Active {
                     tag,
@@ -639,6 +705,11 @@ impl StreamTask {
                     file.manifest.finish(RecordingState::Failed, SystemTime::now(), "pipeline-error", None);
                     write_manifest_logged(&file);
                     settings.metrics.recordings_total.with_label_values(&["failed"]).inc();
+                    notify(&settings, "recording.failed", recording_event_data(&self.context, &file));
+                } else if let Target::Relay { url, .. } = &slot.target {
+                    let error = e.to_string();
+                    let data = relay_event_data(&self.context, url, &template.name, Some("pipeline-error"), Some(&error));
+                    notify(&settings, "relay.failed", data);
                 }
                 slot.failures += 1;
                 slot.retry_at = Some(Instant::now() + Duration::from_secs(2u64.saturating_pow(slot.failures).min(30)));
@@ -661,7 +732,7 @@ impl StreamTask {
         let mut file = None;
         let state = if failed { RecordingState::Failed } else { RecordingState::Finished };
         if let Some(mut record) = active.record.take() {
-            count_bytes_written(&mut record, &metrics);
+            self.context.status.add_recorded_bytes(count_bytes_written(&mut record, &metrics));
             let size = std::fs::metadata(&record.path).map(|m| m.len()).ok();
             record.manifest.error = error.clone();
             if !failed && !finalised {
@@ -673,12 +744,57 @@ impl StreamTask {
             let result = if failed { "failed" } else { "finished" };
             metrics.recordings_total.with_label_values(&[result]).inc();
             tracing::info!(file = %record.path.display(), reason, result, bytes = size.unwrap_or(0), "recording ended");
+            self.context.status.update(&self.context.peer.id, &self.context.stream_id, |s| s.recording = None);
+            let event = if failed { "recording.failed" } else { "recording.finished" };
+            notify(&self.settings, event, recording_event_data(&self.context, &record));
             file = Some(record.path);
-        } else {
+        } else if let Target::Relay { url, .. } = &target {
             tracing::info!(stream = %self.context.stream_id, reason, "relay ended");
+            let event = if failed { "relay.failed" } else { "relay.stopped" };
+            let data = relay_event_data(&self.context, url, &active.template, Some(reason), error.as_deref());
+            notify(&self.settings, event, data);
+            if !failed {
+                self.context.status.update(&self.context.peer.id, &self.context.stream_id, |s| s.relay = None);
+            }
         }
         self.slots[index].reports.push(OutputReport { target, file, state, reason: reason.to_string() });
     }
+}
+
+/// Tell the notifier (webhooks) about an output.
+fn notify(settings: &OutputSettings, event: &'static str, data: serde_json::Value) {
+    if let Some(notifier) = &settings.notifier {
+        notifier(event, data);
+    }
+}
+
+fn relay_event_data(
+    context: &StreamContext,
+    url: &str,
+    template: &str,
+    reason: Option<&str>,
+    error: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "server": context.server,
+        "room": context.room,
+        "peer": {"id": context.peer.id, "name": context.peer.name},
+        "stream_id": context.stream_id,
+        "event": manifest::primary_event(context.events.as_ref()),
+        "url": super::room::redact_stream_key(url),
+        "template": template,
+        "reason": reason,
+        "error": error,
+    })
+}
+
+fn recording_event_data(context: &StreamContext, record: &RecordFile) -> serde_json::Value {
+    serde_json::json!({
+        "server": context.server,
+        "room": context.room,
+        "path": record.path,
+        "manifest": record.manifest,
+    })
 }
 
 impl Slot {

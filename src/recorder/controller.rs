@@ -1,0 +1,854 @@
+//! Every room the gateway's own participant is in, and why: recorded by a
+//! rule, recorded or relayed because the control API asked, on our own
+//! signaling server or on a remote rtc.io server.
+//!
+//! One task owns all of it and is the only writer: it watches our
+//! registry's membership, takes requests from the API, and reconciles —
+//! joining a room (one participant per room, feeding a [`RoomRecorder`])
+//! when something should happen in it, changing what a running room does
+//! (start/stop recording, start/stop relay) through [`RoomCommand`]s, and
+//! leaving a room once it has been empty for `empty_room_grace_secs`.
+//!
+//! API decisions for a room of our own server (start/stop recording,
+//! relay) override the rules until the room empties. A recording that hits
+//! its size/time cap is stopped and stays stopped until the room empties
+//! or the API starts it again.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::naming::rfc3339;
+use super::room::{RecordSpec, RelaySpec, RoomPlan, RoomRecorder, redact_stream_key};
+use super::rules::Planner;
+use super::runner::{Observed, Outcome, RoomCommand, RoomNotice, run_room};
+use super::status::{OutputHealth, RelayState, RoomStatus};
+use super::stream::OutputSettings;
+use crate::config::Config;
+use crate::media::templates::TemplateKind;
+use crate::metrics::{MediaMetrics, ParticipantMetrics};
+use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo};
+use crate::participant::link::LinkConfig;
+use crate::participant::room::{Participant, ParticipantConfig};
+use crate::signaling::Signaling;
+
+/// Wait this long after a membership change before reconciling (joins come in bursts).
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// A room whose participant was refused is not retried before this.
+const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
+const TICK: Duration = Duration::from_secs(1);
+const FREE_SPACE_EVERY: Duration = Duration::from_secs(5);
+
+/// How the gateway's participant reaches our own server.
+#[derive(Debug, Clone)]
+pub struct SelfJoin {
+    pub server_url: String,
+    pub name: String,
+    pub token: Option<String>,
+    pub channels: Vec<String>,
+    pub udp_bind: std::net::IpAddr,
+}
+
+/// A room: of our own server (`server: None`) or of a remote rtc.io server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomKey {
+    pub server: Option<String>,
+    pub room: String,
+}
+
+/// How to join a remote room.
+#[derive(Debug, Clone)]
+pub struct RemoteJoin {
+    pub password: Option<String>,
+    /// Display name; default: `recording.participant_name`.
+    pub name: Option<String>,
+}
+
+/// Why a request was refused. `code()` is the API's stable error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("room {0:?} has no members on this server")]
+    RoomNotFound(String),
+    #[error("room {0:?} is not being recorded")]
+    NotRecording(String),
+    #[error("room {0:?} is not being relayed")]
+    NotRelaying(String),
+    #[error("{0}")]
+    TemplateNotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
+
+impl ControlError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ControlError::RoomNotFound(_) => "room_not_found",
+            ControlError::NotRecording(_) => "not_recording",
+            ControlError::NotRelaying(_) => "not_relaying",
+            ControlError::TemplateNotFound(_) => "template_not_found",
+            ControlError::Invalid(_) => "invalid_request",
+            ControlError::ShuttingDown => "unavailable",
+        }
+    }
+}
+
+/// A member of one of our rooms.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    pub id: String,
+    pub name: String,
+    /// The gateway's own participant.
+    pub gateway: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingView {
+    pub state: &'static str,
+    pub by: String,
+    pub template: Option<String>,
+    pub started_at: String,
+    /// Bytes written by this recording of the room so far.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayView {
+    pub state: RelayState,
+    /// The RTMP URL with its stream key redacted.
+    pub url: String,
+    pub peer: Option<String>,
+    pub event: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerView {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamView {
+    pub peer: PeerView,
+    pub stream_id: String,
+    pub event: String,
+    pub kinds: Vec<MediaKind>,
+    pub recording: bool,
+    /// The recording file (in the room's directory), while one is written.
+    pub file: Option<String>,
+    pub relayed: bool,
+}
+
+/// A room of our own server.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomView {
+    pub room: String,
+    pub members: Vec<MemberView>,
+    pub recording: Option<RecordingView>,
+    pub relay: Option<RelayView>,
+    pub streams: Vec<StreamView>,
+}
+
+/// A room the gateway's participant is in (ours or remote).
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    pub server: Option<String>,
+    pub room: String,
+    /// `joining` until the server accepted us, then `joined`.
+    pub state: &'static str,
+    pub recording: Option<RecordingView>,
+    pub relay: Option<RelayView>,
+    pub streams: Vec<StreamView>,
+}
+
+/// What to change.
+#[derive(Debug)]
+pub enum Change {
+    StartRecording { template: Option<String> },
+    StopRecording,
+    StartRelay(RelaySpec),
+    StopRelay,
+}
+
+enum Request {
+    Rooms(oneshot::Sender<Vec<RoomView>>),
+    Sessions(oneshot::Sender<Vec<SessionView>>),
+    ActiveFiles(oneshot::Sender<HashSet<PathBuf>>),
+    Change { key: RoomKey, remote: Option<RemoteJoin>, change: Change, reply: oneshot::Sender<Result<(), ControlError>> },
+}
+
+/// The API's handle on the controller. Cheap to clone.
+#[derive(Clone)]
+pub struct ControlHandle {
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl ControlHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ControlError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(make(tx)).map_err(|_| ControlError::ShuttingDown)?;
+        rx.await.map_err(|_| ControlError::ShuttingDown)
+    }
+
+    /// Rooms of our own server that have members.
+    pub async fn rooms(&self) -> Result<Vec<RoomView>, ControlError> {
+        self.ask(Request::Rooms).await
+    }
+
+    /// Every room the gateway's participant is in.
+    pub async fn sessions(&self) -> Result<Vec<SessionView>, ControlError> {
+        self.ask(Request::Sessions).await
+    }
+
+    /// Files being written right now.
+    pub async fn active_files(&self) -> Result<HashSet<PathBuf>, ControlError> {
+        self.ask(Request::ActiveFiles).await
+    }
+
+    /// Start or stop recording or relaying a room (`remote` is required for a remote room's start).
+    pub async fn change(&self, key: RoomKey, remote: Option<RemoteJoin>, change: Change) -> Result<(), ControlError> {
+        self.ask(|reply| Request::Change { key, remote, change, reply }).await?
+    }
+}
+
+/// The running controller.
+pub struct Controller {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+    handle: ControlHandle,
+}
+
+/// What the API decided for a room of our own server (until it empties).
+#[derive(Debug, Default, Clone)]
+struct Overrides {
+    /// Some(true): record (with `template`), Some(false): do not.
+    recording: Option<bool>,
+    template: Option<String>,
+    relay: Option<Option<RelaySpec>>,
+}
+
+struct Job {
+    commands: mpsc::UnboundedSender<RoomCommand>,
+    task: JoinHandle<()>,
+    status: RoomStatus,
+    recording: Option<RecordSpec>,
+    recording_started_at: Option<String>,
+    relay: Option<RelaySpec>,
+    /// Since when nobody but us is in the room.
+    empty_since: Option<Instant>,
+    joined: Arc<std::sync::atomic::AtomicBool>,
+    /// Peers connected to our participant (remote rooms: their emptiness).
+    peers: Arc<Mutex<HashSet<String>>>,
+}
+
+struct State {
+    signaling: Arc<Signaling>,
+    planner: Planner,
+    join: SelfJoin,
+    settings: OutputSettings,
+    participant_metrics: ParticipantMetrics,
+    grace: Duration,
+    /// Socket ids of our own participants on our server (they do not count as members).
+    own_ids: Arc<Mutex<HashSet<String>>>,
+    jobs: HashMap<RoomKey, Job>,
+    overrides: HashMap<String, Overrides>,
+    refused_until: Arc<Mutex<HashMap<RoomKey, Instant>>>,
+    notices_tx: mpsc::UnboundedSender<(RoomKey, RoomNotice)>,
+    last_free_space: Option<Instant>,
+}
+
+impl Controller {
+    pub fn start(
+        signaling: Arc<Signaling>,
+        planner: Planner,
+        join: SelfJoin,
+        settings: OutputSettings,
+        participant_metrics: ParticipantMetrics,
+        config: &Config,
+    ) -> Controller {
+        let cancel = CancellationToken::new();
+        let (requests, requests_rx) = mpsc::unbounded_channel();
+        let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+        let state = State {
+            signaling,
+            planner,
+            join,
+            settings,
+            participant_metrics,
+            grace: Duration::from_secs(config.recording.empty_room_grace_secs),
+            own_ids: Arc::default(),
+            jobs: HashMap::new(),
+            overrides: HashMap::new(),
+            refused_until: Arc::default(),
+            notices_tx,
+            last_free_space: None,
+        };
+        let task = tokio::spawn(state.run(cancel.clone(), requests_rx, notices_rx));
+        Controller { cancel, task, handle: ControlHandle { requests } }
+    }
+
+    pub fn handle(&self) -> ControlHandle {
+        self.handle.clone()
+    }
+
+    /// Finalise every recording and leave every room.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+impl State {
+    async fn run(
+        mut self,
+        cancel: CancellationToken,
+        mut requests: mpsc::UnboundedReceiver<Request>,
+        mut notices: mpsc::UnboundedReceiver<(RoomKey, RoomNotice)>,
+    ) {
+        let mut changes = self.signaling.watch_membership();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(DEBOUNCE).await;
+                    changes.borrow_and_update();
+                    self.reconcile();
+                }
+                Some(request) = requests.recv() => self.on_request(request),
+                Some((key, notice)) = notices.recv() => self.on_notice(key, notice),
+                _ = tick.tick() => {
+                    self.reconcile();
+                    self.update_gauges();
+                }
+            }
+        }
+        let stops: Vec<_> = self
+            .jobs
+            .drain()
+            .map(|(_, job)| {
+                let _ = job.commands.send(RoomCommand::Stop("shutdown".to_string()));
+                job.task
+            })
+            .collect();
+        futures_util::future::join_all(stops).await;
+        self.settings.metrics.rooms_recorded.set(0);
+        self.settings.metrics.recording_data_age_seconds.set(0.0);
+        self.settings.metrics.keyframe_wait_seconds.set(0.0);
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Rooms(reply) => {
+                let _ = reply.send(self.room_views());
+            }
+            Request::Sessions(reply) => {
+                let _ = reply.send(self.session_views());
+            }
+            Request::ActiveFiles(reply) => {
+                let files = self
+                    .jobs
+                    .values()
+                    .flat_map(|j| j.status.streams())
+                    .filter_map(|s| s.recording.map(|r| r.path))
+                    .collect();
+                let _ = reply.send(files);
+            }
+            Request::Change { key, remote, change, reply } => {
+                let result = match &key.server {
+                    None => self.change_local(&key.room, change),
+                    Some(_) => self.change_remote(key, remote, change),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn check_template(&self, name: Option<&str>, kind: TemplateKind) -> Result<(), ControlError> {
+        let Some(name) = name else { return Ok(()) };
+        match self.settings.templates.get(name) {
+            Ok(t) if t.kind == kind => Ok(()),
+            Ok(_) => Err(ControlError::TemplateNotFound(format!("template {name:?} is not a {kind:?} template"))),
+            Err(e) => Err(ControlError::TemplateNotFound(e.to_string())),
+        }
+    }
+
+    fn check_relay(&self, spec: &RelaySpec) -> Result<(), ControlError> {
+        let ok = url::Url::parse(&spec.url).is_ok_and(|u| matches!(u.scheme(), "rtmp" | "rtmps") && u.host().is_some());
+        if !ok {
+            return Err(ControlError::Invalid(format!("url {:?} is not an rtmp:// or rtmps:// URL", spec.url)));
+        }
+        self.check_template(spec.template.as_deref(), TemplateKind::Relay)
+    }
+
+    fn change_local(&mut self, room: &str, change: Change) -> Result<(), ControlError> {
+        if !self.occupied_rooms().contains(room) {
+            return Err(ControlError::RoomNotFound(room.to_string()));
+        }
+        let (recording, relay) = self.desired_local(room);
+        match &change {
+            Change::StartRecording { template } => self.check_template(template.as_deref(), TemplateKind::Record)?,
+            Change::StartRelay(spec) => self.check_relay(spec)?,
+            Change::StopRecording if recording.is_none() => return Err(ControlError::NotRecording(room.to_string())),
+            Change::StopRelay if relay.is_none() => return Err(ControlError::NotRelaying(room.to_string())),
+            Change::StopRecording | Change::StopRelay => {}
+        }
+        let overrides = self.overrides.entry(room.to_string()).or_default();
+        match change {
+            Change::StartRecording { template } => {
+                overrides.recording = Some(true);
+                overrides.template = template;
+            }
+            Change::StopRecording => overrides.recording = Some(false),
+            Change::StartRelay(spec) => overrides.relay = Some(Some(spec)),
+            Change::StopRelay => overrides.relay = Some(None),
+        }
+        self.reconcile();
+        Ok(())
+    }
+
+    fn change_remote(
+        &mut self,
+        key: RoomKey,
+        remote: Option<RemoteJoin>,
+        change: Change,
+    ) -> Result<(), ControlError> {
+        let (mut recording, mut relay) =
+            self.jobs.get(&key).map(|j| (j.recording.clone(), j.relay.clone())).unwrap_or_default();
+        match change {
+            Change::StartRecording { template } => {
+                self.check_template(template.as_deref(), TemplateKind::Record)?;
+                recording = Some(self.planner.record_spec(&key.room, "api", template));
+            }
+            Change::StopRecording => {
+                if recording.take().is_none() {
+                    return Err(ControlError::NotRecording(key.room));
+                }
+            }
+            Change::StartRelay(spec) => {
+                self.check_relay(&spec)?;
+                relay = Some(spec);
+            }
+            Change::StopRelay => {
+                if relay.take().is_none() {
+                    return Err(ControlError::NotRelaying(key.room));
+                }
+            }
+        }
+        if self.jobs.contains_key(&key) {
+            if recording.is_none() && relay.is_none() {
+                self.stop_job(&key, "stopped");
+            } else {
+                self.update_job(&key, recording, relay, "stopped");
+            }
+            return Ok(());
+        }
+        let remote = remote.unwrap_or(RemoteJoin { password: None, name: None });
+        let server = key.server.clone().unwrap_or_default();
+        let ok = url::Url::parse(&server).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            return Err(ControlError::Invalid(format!("server {server:?} is not an http:// or https:// URL")));
+        }
+        let plan = RoomPlan {
+            server: key.server.clone(),
+            room: key.room.clone(),
+            recording,
+            relay,
+            log_channels: self.planner.rule(&key.room).channels,
+        };
+        let link = LinkConfig {
+            server,
+            room: key.room.clone(),
+            name: remote.name.unwrap_or_else(|| self.join.name.clone()),
+            password: remote.password,
+            token: None,
+        };
+        self.start_job(key, link, plan);
+        Ok(())
+    }
+
+    fn on_notice(&mut self, key: RoomKey, notice: RoomNotice) {
+        let RoomNotice::CapReached(_) = notice;
+        if let Some(job) = self.jobs.get_mut(&key) {
+            // The room stopped recording itself; remember it.
+            job.recording = None;
+            job.recording_started_at = None;
+        }
+        if key.server.is_none() {
+            self.overrides.entry(key.room.clone()).or_default().recording = Some(false);
+        } else if self.jobs.get(&key).is_some_and(|j| j.relay.is_none()) {
+            self.stop_job(&key, "stopped");
+        }
+    }
+
+    /// Rooms of our server with at least one member that is not us.
+    fn occupied_rooms(&self) -> HashSet<String> {
+        let own = self.own_ids.lock().clone();
+        self.signaling
+            .rooms_overview()
+            .into_iter()
+            .filter(|(_, members)| members.iter().any(|(id, _)| !own.contains(id)))
+            .map(|(room, _)| room)
+            .collect()
+    }
+
+    /// What should happen in a room of ours: rules, then the API's overrides.
+    fn desired_local(&self, room: &str) -> (Option<RecordSpec>, Option<RelaySpec>) {
+        let o = self.overrides.get(room).cloned().unwrap_or_default();
+        let record = o.recording.unwrap_or_else(|| self.planner.rule(room).auto);
+        let by = if o.recording == Some(true) { "api" } else { "rule" };
+        let recording = record.then(|| self.planner.record_spec(room, by, o.template.clone()));
+        let relay = o.relay.unwrap_or_else(|| self.planner.relay(room));
+        (recording, relay)
+    }
+
+    fn reconcile(&mut self) {
+        let now = Instant::now();
+        // Jobs that ended by themselves (refused, remote server gone).
+        let ended: Vec<RoomKey> = self.jobs.iter().filter(|(_, j)| j.task.is_finished()).map(|(k, _)| k.clone()).collect();
+        for key in ended {
+            self.jobs.remove(&key);
+        }
+        self.refused_until.lock().retain(|_, until| *until > now);
+        let occupied = self.occupied_rooms();
+        // Rooms of ours.
+        for room in &occupied {
+            let key = RoomKey { server: None, room: room.clone() };
+            let (recording, relay) = self.desired_local(room);
+            if let Some(job) = self.jobs.get_mut(&key) {
+                job.empty_since = None;
+            }
+            if self.jobs.contains_key(&key) {
+                if recording.is_none() && relay.is_none() {
+                    self.stop_job(&key, "stopped");
+                } else {
+                    self.update_job(&key, recording, relay, "stopped");
+                }
+            } else if (recording.is_some() || relay.is_some()) && !self.refused_until.lock().contains_key(&key) {
+                let plan = RoomPlan {
+                    server: None,
+                    room: room.clone(),
+                    recording,
+                    relay,
+                    log_channels: self.planner.rule(room).channels,
+                };
+                let link = LinkConfig {
+                    server: self.join.server_url.clone(),
+                    room: room.clone(),
+                    name: self.join.name.clone(),
+                    password: self.signaling.room_password(room).filter(|p| !p.is_empty()),
+                    token: self.join.token.clone(),
+                };
+                self.start_job(key, link, plan);
+            }
+        }
+        // Empty rooms (ours: by the registry; remote: by connected peers) end after the grace period.
+        let mut expired = Vec::new();
+        for (key, job) in self.jobs.iter_mut() {
+            let empty = match key.server {
+                None => !occupied.contains(&key.room),
+                Some(_) => job.peers.lock().is_empty(),
+            };
+            if !empty {
+                job.empty_since = None;
+                continue;
+            }
+            let since = *job.empty_since.get_or_insert(now);
+            if now.duration_since(since) >= self.grace {
+                expired.push(key.clone());
+            }
+        }
+        for key in expired {
+            tracing::info!(room = %key.room, server = ?key.server, "room is empty; finalising its recordings and leaving");
+            self.stop_job(&key, "room-empty");
+        }
+        // The API's decisions last until the room empties.
+        let jobs = &self.jobs;
+        self.overrides.retain(|room, _| {
+            occupied.contains(room) || jobs.contains_key(&RoomKey { server: None, room: room.clone() })
+        });
+        self.settings.metrics.rooms_recorded.set(self.jobs.len() as i64);
+    }
+
+    fn update_job(&mut self, key: &RoomKey, recording: Option<RecordSpec>, relay: Option<RelaySpec>, reason: &str) {
+        let Some(job) = self.jobs.get_mut(key) else { return };
+        if job.recording != recording {
+            if job.recording.is_none() {
+                job.recording_started_at = Some(rfc3339(SystemTime::now()));
+            } else if recording.is_none() {
+                job.recording_started_at = None;
+            }
+            job.recording = recording.clone();
+            let _ = job.commands.send(RoomCommand::SetRecording(recording, reason.to_string()));
+        }
+        if job.relay != relay {
+            job.relay = relay.clone();
+            let _ = job.commands.send(RoomCommand::SetRelay(relay, reason.to_string()));
+        }
+    }
+
+    fn stop_job(&mut self, key: &RoomKey, reason: &str) {
+        if let Some(job) = self.jobs.remove(key) {
+            let _ = job.commands.send(RoomCommand::Stop(reason.to_string()));
+            // The task finishes in the background; shutdown waits for the rest.
+        }
+        if key.server.is_none() && reason == "room-empty" {
+            self.overrides.remove(&key.room);
+        }
+    }
+
+    fn start_job(&mut self, key: RoomKey, link: LinkConfig, plan: RoomPlan) {
+        let mut channels = self.join.channels.clone();
+        for channel in &plan.log_channels {
+            if !channels.contains(channel) {
+                channels.push(channel.clone());
+            }
+        }
+        let config = ParticipantConfig { link, channels, udp_bind: self.join.udp_bind, ice_servers: Vec::new() };
+        let participant = match Participant::start(config, self.participant_metrics.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(room = %key.room, error = %e, "cannot start the gateway's participant");
+                return;
+            }
+        };
+        tracing::info!(room = %key.room, server = ?key.server, recording = plan.recording.is_some(), relay = plan.relay.is_some(), "joining");
+        let (recording, relay) = (plan.recording.clone(), plan.relay.clone());
+        let recorder = RoomRecorder::new(plan, self.settings.clone());
+        let status = recorder.status();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let peers: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let task = tokio::spawn(room_task(RoomTaskContext {
+            key: key.clone(),
+            participant,
+            recorder,
+            commands: commands_rx,
+            own_ids: self.own_ids.clone(),
+            refused: self.refused_until.clone(),
+            notices: self.notices_tx.clone(),
+            joined: joined.clone(),
+            peers: peers.clone(),
+        }));
+        let job = Job {
+            commands,
+            task,
+            status,
+            recording_started_at: recording.as_ref().map(|_| rfc3339(SystemTime::now())),
+            recording,
+            relay,
+            empty_since: None,
+            joined,
+            peers,
+        };
+        self.jobs.insert(key, job);
+        self.settings.metrics.rooms_recorded.set(self.jobs.len() as i64);
+    }
+
+    fn update_gauges(&mut self) {
+        let now = Instant::now();
+        let mut health = OutputHealth::default();
+        for job in self.jobs.values() {
+            job.status.add_health(now, &mut health);
+        }
+        let m = &self.settings.metrics;
+        m.recording_data_age_seconds.set(health.recording_data_age_secs);
+        m.keyframe_wait_seconds.set(health.keyframe_wait_secs);
+        if self.last_free_space.is_none_or(|t| now.duration_since(t) >= FREE_SPACE_EVERY) {
+            self.last_free_space = Some(now);
+            if let Some(free) = free_bytes(self.planner.recordings_dir()) {
+                m.recordings_free_bytes.set(free as i64);
+            }
+        }
+    }
+
+    fn room_views(&self) -> Vec<RoomView> {
+        let own = self.own_ids.lock().clone();
+        let mut rooms: Vec<RoomView> = self
+            .signaling
+            .rooms_overview()
+            .into_iter()
+            .filter(|(_, members)| members.iter().any(|(id, _)| !own.contains(id)))
+            .map(|(room, members)| {
+                let job = self.jobs.get(&RoomKey { server: None, room: room.clone() });
+                RoomView {
+                    members: members
+                        .into_iter()
+                        .map(|(id, name)| MemberView { gateway: own.contains(&id), id, name })
+                        .collect(),
+                    recording: job.and_then(recording_view),
+                    relay: job.and_then(relay_view),
+                    streams: job.map(stream_views).unwrap_or_default(),
+                    room,
+                }
+            })
+            .collect();
+        rooms.sort_by(|a, b| a.room.cmp(&b.room));
+        rooms
+    }
+
+    fn session_views(&self) -> Vec<SessionView> {
+        let mut keys: Vec<&RoomKey> = self.jobs.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .map(|key| {
+                let job = &self.jobs[key];
+                let joined = job.joined.load(std::sync::atomic::Ordering::Relaxed);
+                SessionView {
+                    server: key.server.clone(),
+                    room: key.room.clone(),
+                    state: if joined { "joined" } else { "joining" },
+                    recording: recording_view(job),
+                    relay: relay_view(job),
+                    streams: stream_views(job),
+                }
+            })
+            .collect()
+    }
+}
+
+fn recording_view(job: &Job) -> Option<RecordingView> {
+    let spec = job.recording.as_ref()?;
+    Some(RecordingView {
+        state: "recording",
+        by: spec.by.clone(),
+        template: spec.template.clone(),
+        started_at: job.recording_started_at.clone().unwrap_or_default(),
+        bytes: job.status.recorded_bytes(),
+    })
+}
+
+fn relay_view(job: &Job) -> Option<RelayView> {
+    let spec = job.relay.as_ref()?;
+    let state = job.status.streams().iter().find_map(|s| s.relay).unwrap_or(RelayState::Starting);
+    Some(RelayView { state, url: redact_stream_key(&spec.url), peer: spec.peer.clone(), event: spec.event.clone() })
+}
+
+fn stream_views(job: &Job) -> Vec<StreamView> {
+    job.status
+        .streams()
+        .into_iter()
+        .map(|s| StreamView {
+            peer: PeerView { id: s.peer.id, name: s.peer.name },
+            stream_id: s.stream_id,
+            event: s.event,
+            kinds: s.kinds,
+            recording: s.recording.is_some(),
+            file: s.recording.map(|r| r.file),
+            relayed: s.relay.is_some(),
+        })
+        .collect()
+}
+
+struct RoomTaskContext {
+    key: RoomKey,
+    participant: Participant,
+    recorder: RoomRecorder,
+    commands: mpsc::UnboundedReceiver<RoomCommand>,
+    own_ids: Arc<Mutex<HashSet<String>>>,
+    refused: Arc<Mutex<HashMap<RoomKey, Instant>>>,
+    notices: mpsc::UnboundedSender<(RoomKey, RoomNotice)>,
+    joined: Arc<std::sync::atomic::AtomicBool>,
+    peers: Arc<Mutex<HashSet<String>>>,
+}
+
+/// One room's participant, from joining to leaving.
+async fn room_task(c: RoomTaskContext) {
+    let mut my_ids = Vec::new();
+    let key = c.key.clone();
+    let (outcome, reports) = run_room(c.participant, c.recorder, c.commands, |observed| match observed {
+        Observed::Event(ParticipantEvent::Joined { own_id, .. }) => {
+            c.joined.store(true, std::sync::atomic::Ordering::Relaxed);
+            if key.server.is_none() {
+                c.own_ids.lock().insert(own_id.clone());
+            }
+            my_ids.push(own_id.clone());
+        }
+        Observed::Event(ParticipantEvent::PeerConnected(PeerInfo { id, .. })) => {
+            c.peers.lock().insert(id.clone());
+        }
+        Observed::Event(ParticipantEvent::PeerDisconnected { peer, .. }) => {
+            c.peers.lock().remove(&peer.id);
+        }
+        Observed::Event(ParticipantEvent::SignalingLost { .. }) => c.peers.lock().clear(),
+        Observed::Event(_) => {}
+        Observed::Notice(notice) => {
+            let _ = c.notices.send((key.clone(), notice));
+        }
+    })
+    .await;
+    {
+        let mut ids = c.own_ids.lock();
+        for id in &my_ids {
+            ids.remove(id);
+        }
+    }
+    if let Outcome::Refused(reason) = &outcome {
+        tracing::warn!(room = %key.room, server = ?key.server, %reason, "the gateway's participant was refused");
+        c.refused.lock().insert(key.clone(), Instant::now() + REFUSED_BACKOFF);
+    }
+    tracing::info!(room = %key.room, server = ?key.server, ?outcome, outputs = reports.len(), "left the room");
+}
+
+/// Free bytes for unprivileged writers on the volume of `dir` (or of its
+/// nearest existing ancestor, before the directory is created).
+pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let mut probe = Some(dir);
+    while let Some(p) = probe {
+        if let Ok(stat) = nix::sys::statvfs::statvfs(p) {
+            return Some(stat.blocks_available() * stat.fragment_size());
+        }
+        probe = p.parent().filter(|p| !p.as_os_str().is_empty());
+    }
+    nix::sys::statvfs::statvfs(".").ok().map(|s| s.blocks_available() * s.fragment_size())
+}
+
+/// Output settings from the configuration.
+pub fn output_settings(
+    config: &Config,
+    templates: Arc<crate::media::templates::TemplateSet>,
+    metrics: MediaMetrics,
+    notifier: Option<super::stream::OutputNotifier>,
+) -> OutputSettings {
+    OutputSettings {
+        templates,
+        jitter_latency_ms: config.recording.jitter_latency_ms,
+        relay_video_kbps: config.relay.video_kbps,
+        track_wait: Duration::from_millis(config.recording.track_wait_ms),
+        finish_timeout: Duration::from_secs(config.recording.finish_timeout_secs),
+        metrics,
+        notifier,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_space_is_found_for_a_directory_not_created_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_bytes(&dir.path().join("not/yet")).unwrap() > 0);
+    }
+
+    #[test]
+    fn error_codes_are_stable() {
+        assert_eq!(ControlError::RoomNotFound("r".into()).code(), "room_not_found");
+        assert_eq!(ControlError::NotRecording("r".into()).code(), "not_recording");
+        assert_eq!(ControlError::NotRelaying("r".into()).code(), "not_relaying");
+        assert_eq!(ControlError::TemplateNotFound("t".into()).code(), "template_not_found");
+        assert_eq!(ControlError::Invalid("x".into()).code(), "invalid_request");
+    }
+}
