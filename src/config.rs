@@ -30,6 +30,7 @@ pub struct Config {
     pub pipelines: PipelinesConfig,
     pub relay: RelayConfig,
     pub api: ApiConfig,
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -410,6 +411,9 @@ impl Config {
         }
         if !self.api.token.is_empty() && self.api.token.len() < 16 {
             return Err(invalid("api.token", "must be at least 16 characters (or empty: loopback clients only)"));
+        }
+        if let Err(e) = self.webhooks.validate() {
+            return Err(invalid("webhooks", e));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(

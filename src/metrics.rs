@@ -39,6 +39,7 @@ pub struct Metrics {
     pub http_requests_metrics: IntCounter,
     /// Control API responses by status class (2xx, 4xx, ...).
     pub api_requests_total: IntCounterVec,
+    pub webhooks: crate::webhooks::WebhookMetrics,
     pub participant: ParticipantMetrics,
     pub media: MediaMetrics,
 }
@@ -159,6 +160,7 @@ impl Metrics {
         for class in ["2xx", "4xx", "5xx"] {
             api_requests_total.with_label_values(&[class]);
         }
+        let webhooks = crate::webhooks::WebhookMetrics::register(&registry);
 
         Self {
             registry,
@@ -175,6 +177,7 @@ impl Metrics {
             disconnects_total,
             http_requests_metrics,
             api_requests_total,
+            webhooks,
             participant,
             media,
         }

@@ -20,12 +20,16 @@ use crate::media::templates::TemplateSet;
 use crate::metrics::Metrics;
 use crate::recorder::controller::{Controller, SelfJoin, output_settings};
 use crate::recorder::rules::Planner;
+use crate::recorder::stream::OutputNotifier;
+use crate::webhooks::Webhooks;
 use crate::signaling::{JwtVerifier, Signaling, internal_token};
 
 /// WebSocket read buffer per socket. Engine.IO's default is 4 KiB, held by
 /// every idle socket; signaling messages are mostly a few hundred bytes and a
 /// 4 KB SDP just takes a few reads.
 const WS_READ_BUFFER: usize = 1024;
+/// At shutdown, queued webhooks get this long to be delivered.
+const WEBHOOK_FLUSH: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -50,6 +54,7 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub signaling: Arc<Signaling>,
     recorder: Option<Controller>,
+    webhooks: Webhooks,
 }
 
 impl Gateway {
@@ -93,7 +98,12 @@ impl Gateway {
         if config.recording.enabled {
             tracing::info!(dir = %config.recording.dir.display(), rooms = ?config.recording.rooms, rules = config.recording.rules.len(), "recording rooms");
         }
-        let settings = output_settings(&config, templates.clone(), metrics.media.clone(), None);
+        let webhooks = Webhooks::start(config.webhooks.clone(), metrics.webhooks.clone());
+        let notifier: Option<OutputNotifier> = webhooks.is_enabled().then(|| {
+            let webhooks = webhooks.clone();
+            Arc::new(move |event: &'static str, data: serde_json::Value| webhooks.notify(event, data)) as OutputNotifier
+        });
+        let settings = output_settings(&config, templates.clone(), metrics.media.clone(), notifier);
         let recorder = Controller::start(signaling.clone(), planner, join, settings, metrics.participant.clone(), &config);
         let token = (!config.api.token.is_empty()).then(|| Arc::from(config.api.token.as_str()));
         if token.is_none() {
@@ -139,6 +149,7 @@ impl Gateway {
             metrics,
             signaling,
             recorder: Some(recorder),
+            webhooks,
         })
     }
 
@@ -155,6 +166,8 @@ impl Gateway {
             // While the peers are still connected: finalise every file, then leave.
             recorder.stop().await;
         }
+        // The last recording.finished events go out before we exit.
+        self.webhooks.clone().close(WEBHOOK_FLUSH).await;
         self.stop_accepting.cancel();
         self.io.close().await;
         match tokio::time::timeout(self.grace, self.server).await {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::media::*;
 use common::peers::*;
+use common::webhooks::*;
 use common::*;
 use rtcio_gateway::api::{OPENAPI, ROUTES};
 use rtcio_gateway::media::source::VideoCodec;
@@ -266,8 +267,14 @@ async fn every_documented_route_answers_as_documented() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_and_stopping_over_the_api_tells_every_peer() {
     let dir = tempfile::tempdir().unwrap();
+    let (hook, deliveries) = webhook_receiver().await;
     // No rule records anything: only the API does.
-    let gw = recording_gateway(dir.path(), |c| c.recording.enabled = false).await;
+    let gw = recording_gateway(dir.path(), move |c| {
+        c.recording.enabled = false;
+        c.webhooks.urls = vec![hook];
+        c.webhooks.secret = WEBHOOK_SECRET.into();
+    })
+    .await;
     let base = url(&gw);
     let metrics = Metrics::new();
     let mut alice = publisher(&base, "standup", "alice", &metrics);
@@ -297,6 +304,23 @@ async fn starting_and_stopping_over_the_api_tells_every_peer() {
     assert_eq!(done[0].1["end_reason"], "stopped");
     let (ok, errors, _) = decode(&file_of(&done[0].0, &done[0].1));
     assert!(ok && errors.is_empty(), "{errors}");
+
+    // Signed webhooks said so, with the manifest.
+    let deadline = Instant::now() + LONG;
+    while deliveries_of(&deliveries, "recording.finished").is_empty() {
+        assert!(Instant::now() < deadline, "no recording.finished webhook");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = deliveries_of(&deliveries, "recording.started");
+    assert_eq!(started.len(), 1, "{started:#?}");
+    assert_eq!(started[0]["data"]["room"], "standup");
+    assert_eq!(started[0]["data"]["manifest"]["state"], "recording");
+    let finished = deliveries_of(&deliveries, "recording.finished");
+    assert_eq!(finished[0]["data"]["manifest"]["state"], "finished");
+    assert_eq!(finished[0]["data"]["manifest"]["end_reason"], "stopped");
+    assert_eq!(finished[0]["data"]["manifest"]["file"], done[0].1["file"]);
+    assert_ne!(started[0]["id"], finished[0]["id"]);
+    assert_eq!(metric(&gw, "rtcio_gateway_webhook_deliveries_total{result=\"delivered\"}").await, 2.0);
     // The gateway's participant left: it had nothing else to do in the room.
     let deadline = Instant::now() + LONG;
     loop {

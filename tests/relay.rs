@@ -190,3 +190,69 @@ async fn the_relay_command_passes_h264_through() {
     streamer.shutdown().await;
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_is_started_and_stopped_over_the_control_api() {
+    let rtmp = RtmpServer::start();
+    let target = rtmp.url("secret-stream-key");
+    let (hook, deliveries) = common::webhooks::webhook_receiver().await;
+    let gw = start_with(move |c| {
+        c.recording.udp_bind = "127.0.0.1".parse().unwrap();
+        c.webhooks.urls = vec![hook];
+        c.webhooks.secret = common::webhooks::WEBHOOK_SECRET.into();
+    })
+    .await;
+    let base = url(&gw);
+    let metrics = Metrics::new();
+    let streamer = publisher(&base, "studio", "streamer", &metrics);
+    let camera = MediaSource::start(&SourceConfig {
+        video: Some(VideoCodec::H264),
+        audio: Some(AudioCodec::Opus),
+        width: 480,
+        height: 270,
+        ..Default::default()
+    })
+    .unwrap();
+    streamer.publish(camera.stream("cam-h", "camera", None)).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let client = reqwest::Client::new();
+    let started = client
+        .post(format!("{base}/api/v1/rooms/studio/relay"))
+        .json(&serde_json::json!({"url": target, "peer": "streamer", "event": "camera"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status().as_u16(), 200);
+    let room: Value = started.json().await.unwrap();
+    let shown = room["relay"]["url"].as_str().unwrap();
+    assert!(!shown.contains("secret-stream-key") && shown.ends_with("/live/secr***"), "{shown}");
+
+    let probe = probe_live(&target, Duration::from_secs(30)).await;
+    assert_eq!(stream(&probe, "video")["codec_name"], "h264");
+    let room: Value = client.get(format!("{base}/api/v1/rooms/studio")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(room["relay"]["state"], "live", "{room}");
+    assert_eq!(room["streams"][0]["relayed"], true, "{room}");
+
+    let stopped = client.delete(format!("{base}/api/v1/rooms/studio/relay")).send().await.unwrap();
+    assert_eq!(stopped.status().as_u16(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while metric(&gw, "rtcio_gateway_relays_active").await > 0.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the relay did not stop");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let room: Value = client.get(format!("{base}/api/v1/rooms/studio")).send().await.unwrap().json().await.unwrap();
+    assert!(room["relay"].is_null(), "{room}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while common::webhooks::deliveries_of(&deliveries, "relay.stopped").is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no relay.stopped webhook");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = common::webhooks::deliveries_of(&deliveries, "relay.started");
+    assert_eq!(started[0]["data"]["room"], "studio");
+    assert_eq!(started[0]["data"]["peer"]["name"], "streamer");
+    let stopped = common::webhooks::deliveries_of(&deliveries, "relay.stopped");
+    assert!(!stopped[0].to_string().contains("secret-stream-key"), "webhooks do not leak the stream key");
+    streamer.shutdown().await;
+    gw.shutdown().await.unwrap();
+}

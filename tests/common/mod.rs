@@ -3,6 +3,7 @@
 
 pub mod media;
 pub mod peers;
+pub mod webhooks;
 
 use std::time::Duration;
 
