@@ -21,8 +21,8 @@ use crate::metrics::Metrics;
 use crate::recorder::controller::{Controller, SelfJoin, output_settings};
 use crate::recorder::rules::Planner;
 use crate::recorder::stream::OutputNotifier;
-use crate::webhooks::Webhooks;
 use crate::signaling::{JwtVerifier, Signaling, internal_token};
+use crate::webhooks::Webhooks;
 
 /// WebSocket read buffer per socket. Engine.IO's default is 4 KiB, held by
 /// every idle socket; signaling messages are mostly a few hundred bytes and a
@@ -104,7 +104,8 @@ impl Gateway {
             Arc::new(move |event: &'static str, data: serde_json::Value| webhooks.notify(event, data)) as OutputNotifier
         });
         let settings = output_settings(&config, templates.clone(), metrics.media.clone(), notifier);
-        let recorder = Controller::start(signaling.clone(), planner, join, settings, metrics.participant.clone(), &config);
+        let recorder =
+            Controller::start(signaling.clone(), planner, join, settings, metrics.participant.clone(), &config);
         let token = (!config.api.token.is_empty()).then(|| Arc::from(config.api.token.as_str()));
         if token.is_none() {
             tracing::warn!("api.token is not set: the control API (/api/v1) answers loopback clients only");

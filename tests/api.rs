@@ -85,8 +85,12 @@ impl Contract {
             let mut root = self.doc.clone();
             root.as_object_mut().unwrap().extend(schema.clone());
             let validator = jsonschema::validator_for(&root).expect("the document's schema compiles");
-            let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
-            assert!(errors.is_empty(), "{method} {concrete} → {status} does not match the document: {errors:#?}\n{value:#}");
+            let errors: Vec<String> =
+                validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+            assert!(
+                errors.is_empty(),
+                "{method} {concrete} → {status} does not match the document: {errors:#?}\n{value:#}"
+            );
         }
         self.covered.insert((method.to_string(), template.to_string()));
         value
@@ -156,7 +160,8 @@ async fn every_documented_route_answers_as_documented() {
     let rooms = c.check(&base, "get", "/api/v1/rooms", "/api/v1/rooms", None, 200).await;
     let listed = &rooms["rooms"][0];
     assert_eq!(listed["room"], room);
-    let names: BTreeSet<&str> = listed["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let names: BTreeSet<&str> =
+        listed["members"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert!(names.contains("alice") && names.iter().any(|n| n.contains("recorder")), "{names:?}");
     assert_eq!(listed["recording"]["by"], "rule");
     assert_eq!(listed["streams"][0]["kinds"], json!(["video", "audio"]));
@@ -195,7 +200,14 @@ async fn every_documented_route_answers_as_documented() {
         c.check(&base, "post", route, route, Some(far.clone()), 409).await;
     }
     let e = c
-        .check(&base, "post", "/api/v1/remote/recording", "/api/v1/remote/recording", Some(json!({"server": "ftp://x", "room": "r"})), 400)
+        .check(
+            &base,
+            "post",
+            "/api/v1/remote/recording",
+            "/api/v1/remote/recording",
+            Some(json!({"server": "ftp://x", "room": "r"})),
+            400,
+        )
         .await;
     assert_eq!(e["error"]["code"], "invalid_request");
     let e = c.check(&base, "post", "/api/v1/remote/relay", "/api/v1/remote/relay", Some(far.clone()), 400).await;
@@ -207,7 +219,9 @@ async fn every_documented_route_answers_as_documented() {
     assert_eq!(live["room"], room);
     let id = live["id"].as_str().unwrap().to_string();
     c.check(&base, "get", "/api/v1/recordings", "/api/v1/recordings?state=bogus", None, 400).await;
-    let filtered = c.check(&base, "get", "/api/v1/recordings", &format!("/api/v1/recordings?room={r}&state=recording"), None, 200).await;
+    let filtered = c
+        .check(&base, "get", "/api/v1/recordings", &format!("/api/v1/recordings?room={r}&state=recording"), None, 200)
+        .await;
     assert_eq!(filtered["recordings"].as_array().unwrap().len(), 1);
 
     let one_rec = "/api/v1/recordings/{room_dir}/{stem}";
@@ -256,8 +270,13 @@ async fn every_documented_route_answers_as_documented() {
     let routes: BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     let missing: Vec<_> = routes.difference(&c.covered).collect();
     // The remote starts are exercised (202) in remote_rooms_are_recorded_and_stopped_over_the_api.
-    let expected_missing = [("post", "/api/v1/remote/recording"), ("post", "/api/v1/remote/relay"), ("post", "/api/v1/rooms/{room}/relay")];
-    let expected_missing: Vec<(String, String)> = expected_missing.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let expected_missing = [
+        ("post", "/api/v1/remote/recording"),
+        ("post", "/api/v1/remote/relay"),
+        ("post", "/api/v1/rooms/{room}/relay"),
+    ];
+    let expected_missing: Vec<(String, String)> =
+        expected_missing.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert!(missing.iter().all(|m| expected_missing.contains(m)), "routes not exercised: {missing:?}");
     assert!(metric(&gw, "rtcio_gateway_api_requests_total{status=\"4xx\"}").await >= 10.0);
     alice.shutdown().await;
@@ -284,14 +303,16 @@ async fn starting_and_stopping_over_the_api_tells_every_peer() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(manifests(&dir.path().join("standup")).is_empty(), "nothing recorded before the API asks");
 
-    let (status, _, room) = call(&base, "post", "/api/v1/rooms/standup/recording", Some(json!({"template": "record-webm"})), None).await;
+    let (status, _, room) =
+        call(&base, "post", "/api/v1/rooms/standup/recording", Some(json!({"template": "record-webm"})), None).await;
     assert_eq!(status, 200, "{room}");
     assert_eq!(room["recording"]["template"], "record-webm");
     told(&mut alice, "started").await;
     told(&mut bob, "started").await;
     let first = room_until(&base, "standup", "bytes", |v| v["recording"]["bytes"].as_u64().unwrap_or(0) > 0).await;
     let first_bytes = first["recording"]["bytes"].as_u64().unwrap();
-    room_until(&base, "standup", "growing bytes", |v| v["recording"]["bytes"].as_u64().unwrap_or(0) > first_bytes).await;
+    room_until(&base, "standup", "growing bytes", |v| v["recording"]["bytes"].as_u64().unwrap_or(0) > first_bytes)
+        .await;
     // A peer arriving later is told too.
     let mut carol = publisher(&base, "standup", "carol", &metrics);
     told(&mut carol, "started").await;
@@ -441,17 +462,24 @@ async fn remote_rooms_are_recorded_and_stopped_over_the_api() {
 
     let mut c = Contract::new();
     let start = json!({"server": url(&remote), "room": "far away", "name": "Archive recorder"});
-    let session = c.check(&base, "post", "/api/v1/remote/recording", "/api/v1/remote/recording", Some(start.clone()), 202).await;
+    let session =
+        c.check(&base, "post", "/api/v1/remote/recording", "/api/v1/remote/recording", Some(start.clone()), 202).await;
     assert_eq!(session["server"], url(&remote));
     assert!(["joining", "joined"].contains(&session["state"].as_str().unwrap()), "{session}");
     // The room's peers see the gateway under the requested name and are told.
-    wait_for(&mut erin, "the gateway", |e| matches!(e, ParticipantEvent::PeerConnected(p) if p.name == "Archive recorder")).await;
+    wait_for(
+        &mut erin,
+        "the gateway",
+        |e| matches!(e, ParticipantEvent::PeerConnected(p) if p.name == "Archive recorder"),
+    )
+    .await;
     told(&mut erin, "started").await;
 
     let deadline = Instant::now() + LONG;
     let room_dir = loop {
         // "far away" is filed as far_away-<hash> (sanitised names get a hash suffix).
-        let found = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()).find(|p| !manifests(p).is_empty());
+        let found =
+            std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()).find(|p| !manifests(p).is_empty());
         if let Some(found) = found {
             break found;
         }

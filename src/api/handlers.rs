@@ -149,7 +149,9 @@ async fn session_answer(state: &ApiState, key: &RoomKey, status: StatusCode) -> 
     let session = state.control.sessions().await?.into_iter().find(|s| s.server == key.server && s.room == key.room);
     let body = match session {
         Some(s) => serde_json::to_value(s).unwrap_or(Value::Null),
-        None => json!({"server": key.server, "room": key.room, "state": "left", "recording": null, "relay": null, "streams": []}),
+        None => {
+            json!({"server": key.server, "room": key.room, "state": "left", "recording": null, "relay": null, "streams": []})
+        }
     };
     Ok((status, Json(body)).into_response())
 }
@@ -207,8 +209,7 @@ pub async fn list_recordings(
     State(state): State<ApiState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     if let Some(s) = query.state.as_deref()
         && !["recording", "finished", "failed", "interrupted"].contains(&s)
     {

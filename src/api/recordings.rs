@@ -137,9 +137,7 @@ mod tests {
     fn lists_newest_first_with_live_state_and_filters() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let m = |file: &str, state: &str, room: &str, at: u64| {
-            json!({"file": file, "state": state, "room": room, "started_unix_ms": at})
-        };
+        let m = |file: &str, state: &str, room: &str, at: u64| json!({"file": file, "state": state, "room": room, "started_unix_ms": at});
         write(dir, "r1", "a", m("a.webm", "finished", "r1", 1), b"12345");
         write(dir, "r1", "b", m("b.webm", "recording", "r1", 3), b"1");
         write(dir, "r2", "c", m("c.webm", "recording", "r 2", 2), b"12");

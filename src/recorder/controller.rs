@@ -182,7 +182,12 @@ enum Request {
     Rooms(oneshot::Sender<Vec<RoomView>>),
     Sessions(oneshot::Sender<Vec<SessionView>>),
     ActiveFiles(oneshot::Sender<HashSet<PathBuf>>),
-    Change { key: RoomKey, remote: Option<RemoteJoin>, change: Change, reply: oneshot::Sender<Result<(), ControlError>> },
+    Change {
+        key: RoomKey,
+        remote: Option<RemoteJoin>,
+        change: Change,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
 }
 
 /// The API's handle on the controller. Cheap to clone.
@@ -419,12 +424,7 @@ impl State {
         Ok(())
     }
 
-    fn change_remote(
-        &mut self,
-        key: RoomKey,
-        remote: Option<RemoteJoin>,
-        change: Change,
-    ) -> Result<(), ControlError> {
+    fn change_remote(&mut self, key: RoomKey, remote: Option<RemoteJoin>, change: Change) -> Result<(), ControlError> {
         let (mut recording, mut relay) =
             self.jobs.get(&key).map(|j| (j.recording.clone(), j.relay.clone())).unwrap_or_default();
         match change {
@@ -517,7 +517,8 @@ impl State {
     fn reconcile(&mut self) {
         let now = Instant::now();
         // Jobs that ended by themselves (refused, remote server gone).
-        let ended: Vec<RoomKey> = self.jobs.iter().filter(|(_, j)| j.task.is_finished()).map(|(k, _)| k.clone()).collect();
+        let ended: Vec<RoomKey> =
+            self.jobs.iter().filter(|(_, j)| j.task.is_finished()).map(|(k, _)| k.clone()).collect();
         for key in ended {
             self.jobs.remove(&key);
         }

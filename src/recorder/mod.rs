@@ -12,12 +12,12 @@
 //! - [`controller`]: every room the gateway is in — by rule or by API, ours or remote.
 
 pub mod chat_log;
+pub mod controller;
 pub mod manifest;
 pub mod naming;
 mod record_file;
 pub mod room;
-pub mod runner;
 pub mod rules;
+pub mod runner;
 pub mod status;
 pub mod stream;
-pub mod controller;

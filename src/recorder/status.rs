@@ -120,7 +120,8 @@ impl RoomStatus {
                 health.recording_data_age_secs = health.recording_data_age_secs.max(age);
             }
             if let Some(since) = s.keyframe_wait_since {
-                health.keyframe_wait_secs = health.keyframe_wait_secs.max(now.saturating_duration_since(since).as_secs_f64());
+                health.keyframe_wait_secs =
+                    health.keyframe_wait_secs.max(now.saturating_duration_since(since).as_secs_f64());
             }
         }
     }

@@ -23,8 +23,8 @@ use rtc::shared::marshal::Marshal;
 use tokio::sync::mpsc;
 
 use super::manifest::{self, RecordingState};
-use super::status::{FileStatus, RelayState, RoomStatus};
 use super::record_file::{RecordFile, count_bytes_written, new_record_file, write_manifest_logged};
+use super::status::{FileStatus, RelayState, RoomStatus};
 use crate::media::continuity::{Continuity, LossCounter};
 use crate::media::keyframes::{GateDecision, KeyframeGate, VideoCodec};
 use crate::media::output::{AUDIO_PT, InputCaps, Output, OutputEvent, VIDEO_PT};
@@ -104,7 +104,9 @@ pub enum StreamCommand {
     AddTarget(Target),
     /// Finalise and drop this output, with this reason in its manifest.
     RemoveTarget(Target, String),
-    Stop { reason: String },
+    Stop {
+        reason: String,
+    },
 }
 
 /// How an output of the stream ended (for logs and tests).
@@ -563,7 +565,8 @@ impl StreamTask {
                 recorded = Some(record.bytes_counted());
             }
             if active.gate.as_ref().is_some_and(|g| g.is_waiting()) {
-                keyframe_wait_since = Some(keyframe_wait_since.map_or(active.gate_opened, |t| t.min(active.gate_opened)));
+                keyframe_wait_since =
+                    Some(keyframe_wait_since.map_or(active.gate_opened, |t| t.min(active.gate_opened)));
             }
         }
         let last_data = self.last_pushed.or(self.first_track_at);
@@ -579,8 +582,6 @@ impl StreamTask {
     fn set_relay_state(&self, state: Option<RelayState>) {
         self.context.status.update(&self.context.peer.id, &self.context.stream_id, |s| s.relay = state);
     }
-
-
 
     fn start(&mut self, index: usize, video: Option<String>, audio: Option<String>) {
         let settings = self.settings.clone();
@@ -671,9 +672,9 @@ impl StreamTask {
                         started_at: file.manifest.started_at.clone(),
                         bytes: 0,
                     };
-                    self.context.status.update(&self.context.peer.id, &self.context.stream_id, |s| {
-                        s.recording = Some(status)
-                    });
+                    self.context
+                        .status
+                        .update(&self.context.peer.id, &self.context.stream_id, |s| s.recording = Some(status));
                     notify(&settings, "recording.started", recording_event_data(&self.context, file));
                 } else if let Target::Relay { url, .. } = &slot.target {
                     tracing::info!(room = %self.context.room, peer = %self.context.peer.id, stream = %self.context.stream_id, template = %template.name, "relaying");
@@ -708,7 +709,8 @@ impl StreamTask {
                     notify(&settings, "recording.failed", recording_event_data(&self.context, &file));
                 } else if let Target::Relay { url, .. } = &slot.target {
                     let error = e.to_string();
-                    let data = relay_event_data(&self.context, url, &template.name, Some("pipeline-error"), Some(&error));
+                    let data =
+                        relay_event_data(&self.context, url, &template.name, Some("pipeline-error"), Some(&error));
                     notify(&settings, "relay.failed", data);
                 }
                 slot.failures += 1;

@@ -48,4 +48,3 @@ pub fn deliveries_of(got: &Deliveries, event: &str) -> Vec<Value> {
 }
 
 pub const WEBHOOK_SECRET: &str = "webhook-secret-for-tests";
-
