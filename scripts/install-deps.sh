@@ -9,6 +9,11 @@
 #     gst-discoverer (gstreamer1.0-plugins-base-apps), and nginx with the RTMP
 #     module (the relay tests' RTMP server, started by scripts/rtmp-server.sh)
 #   - Chromium (the browser suite drives it with playwright-core)
+#   - what tests/deploy.rs checks deploy/ with: promtool (prometheus),
+#     systemd-analyze and systemd-sysusers (systemd), PyYAML for
+#     /usr/bin/python3 (python3-yaml). The prometheus package also ships the
+#     Prometheus server as a service, which a machine booted with systemd
+#     starts (systemctl disable --now prometheus if you do not want it).
 #   - the npm packages of tests/node and tests/browser (from package-lock.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +29,8 @@ command -v npm >/dev/null || apt_packages+=(npm)
 for pkg in pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
     gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-plugins-base-apps \
-    ffmpeg nginx-light libnginx-mod-rtmp chromium; do
+    ffmpeg nginx-light libnginx-mod-rtmp chromium \
+    prometheus systemd python3-yaml; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || apt_packages+=("$pkg")
 done
 
