@@ -501,6 +501,25 @@ async fn remote_rooms_are_recorded_and_stopped_over_the_api() {
     assert_eq!(done[0].1["end_reason"], "stopped");
     let (status, _, after) = call(&base, "post", "/api/v1/remote/relay/stop", Some(stop), None).await;
     assert_eq!((status, after["state"].as_str()), (200, Some("left")), "{after}");
+
+    // A room with a password the gateway was not given: the session shows why it ended.
+    let mut frank = publisher_with_password(&url(&remote), "locked", "frank", Some("s3cret"), &metrics);
+    wait_for(&mut frank, "joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    let wrong = json!({"server": url(&remote), "room": "locked", "password": "guess"});
+    let (status, _, _) = call(&base, "post", "/api/v1/remote/recording", Some(wrong), None).await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + LONG;
+    loop {
+        let sessions = c.check(&base, "get", "/api/v1/sessions", "/api/v1/sessions", None, 200).await;
+        let locked = sessions["sessions"].as_array().unwrap().iter().find(|s| s["room"] == "locked").cloned();
+        if let Some(session) = locked.filter(|s| s["state"] == "refused") {
+            assert!(session["error"].as_str().unwrap().contains("password"), "{session}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refused: {sessions}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    frank.shutdown().await;
     erin.shutdown().await;
     gw.shutdown().await.unwrap();
     remote.shutdown().await.unwrap();

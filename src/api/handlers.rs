@@ -150,7 +150,7 @@ async fn session_answer(state: &ApiState, key: &RoomKey, status: StatusCode) -> 
     let body = match session {
         Some(s) => serde_json::to_value(s).unwrap_or(Value::Null),
         None => {
-            json!({"server": key.server, "room": key.room, "state": "left", "recording": null, "relay": null, "streams": []})
+            json!({"server": key.server, "room": key.room, "state": "left", "error": null, "recording": null, "relay": null, "streams": []})
         }
     };
     Ok((status, Json(body)).into_response())

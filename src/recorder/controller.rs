@@ -162,8 +162,12 @@ pub struct RoomView {
 pub struct SessionView {
     pub server: Option<String>,
     pub room: String,
-    /// `joining` until the server accepted us, then `joined`.
+    /// `joining` until the server accepted us, then `joined`; a remote
+    /// session that ended by itself stays listed for a while as `refused`
+    /// (wrong password, bad token, ...) or `left` (the room stayed empty).
     pub state: &'static str,
+    /// Why a session ended by itself.
+    pub error: Option<String>,
     pub recording: Option<RecordingView>,
     pub relay: Option<RelayView>,
     pub streams: Vec<StreamView>,
@@ -240,9 +244,12 @@ struct Overrides {
     relay: Option<Option<RelaySpec>>,
 }
 
+/// How long a remote session that ended by itself stays listed.
+const ENDED_LISTED_FOR: Duration = Duration::from_secs(300);
+
 struct Job {
     commands: mpsc::UnboundedSender<RoomCommand>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Outcome>,
     status: RoomStatus,
     recording: Option<RecordSpec>,
     recording_started_at: Option<String>,
@@ -264,6 +271,8 @@ struct State {
     /// Socket ids of our own participants on our server (they do not count as members).
     own_ids: Arc<Mutex<HashSet<String>>>,
     jobs: HashMap<RoomKey, Job>,
+    /// Remote sessions that ended by themselves: when, state, why.
+    ended: HashMap<RoomKey, (Instant, &'static str, String)>,
     overrides: HashMap<String, Overrides>,
     refused_until: Arc<Mutex<HashMap<RoomKey, Instant>>>,
     notices_tx: mpsc::UnboundedSender<(RoomKey, RoomNotice)>,
@@ -291,6 +300,7 @@ impl Controller {
             grace: Duration::from_secs(config.recording.empty_room_grace_secs),
             own_ids: Arc::default(),
             jobs: HashMap::new(),
+            ended: HashMap::new(),
             overrides: HashMap::new(),
             refused_until: Arc::default(),
             notices_tx,
@@ -475,6 +485,7 @@ impl State {
             password: remote.password,
             token: None,
         };
+        self.ended.remove(&key);
         self.start_job(key, link, plan);
         Ok(())
     }
@@ -520,8 +531,18 @@ impl State {
         let ended: Vec<RoomKey> =
             self.jobs.iter().filter(|(_, j)| j.task.is_finished()).map(|(k, _)| k.clone()).collect();
         for key in ended {
-            self.jobs.remove(&key);
+            let Some(job) = self.jobs.remove(&key) else { continue };
+            if key.server.is_some() {
+                let outcome = futures_util::FutureExt::now_or_never(job.task).and_then(Result::ok);
+                let (state, why) = match outcome {
+                    Some(Outcome::Refused(reason)) => ("refused", reason),
+                    Some(Outcome::Stopped(reason)) => ("left", reason),
+                    None => ("left", "the session task failed".to_string()),
+                };
+                self.ended.insert(key, (now, state, why));
+            }
         }
+        self.ended.retain(|_, (at, _, _)| now.duration_since(*at) < ENDED_LISTED_FOR);
         self.refused_until.lock().retain(|_, until| *until > now);
         let occupied = self.occupied_rooms();
         // Rooms of ours.
@@ -601,6 +622,10 @@ impl State {
     }
 
     fn stop_job(&mut self, key: &RoomKey, reason: &str) {
+        if key.server.is_some() && reason == "room-empty" {
+            let why = "nobody connected to the gateway in the room for the grace period".to_string();
+            self.ended.insert(key.clone(), (Instant::now(), "left", why));
+        }
         if let Some(job) = self.jobs.remove(key) {
             let _ = job.commands.send(RoomCommand::Stop(reason.to_string()));
             // The task finishes in the background; shutdown waits for the rest.
@@ -711,11 +736,21 @@ impl State {
                     server: key.server.clone(),
                     room: key.room.clone(),
                     state: if joined { "joined" } else { "joining" },
+                    error: None,
                     recording: recording_view(job),
                     relay: relay_view(job),
                     streams: stream_views(job),
                 }
             })
+            .chain(self.ended.iter().map(|(key, (_, state, why))| SessionView {
+                server: key.server.clone(),
+                room: key.room.clone(),
+                state,
+                error: Some(why.clone()),
+                recording: None,
+                relay: None,
+                streams: Vec::new(),
+            }))
             .collect()
     }
 }
@@ -766,7 +801,7 @@ struct RoomTaskContext {
 }
 
 /// One room's participant, from joining to leaving.
-async fn room_task(c: RoomTaskContext) {
+async fn room_task(c: RoomTaskContext) -> Outcome {
     let mut my_ids = Vec::new();
     let key = c.key.clone();
     let (outcome, reports) = run_room(c.participant, c.recorder, c.commands, |observed| match observed {
@@ -801,6 +836,7 @@ async fn room_task(c: RoomTaskContext) {
         c.refused.lock().insert(key.clone(), Instant::now() + REFUSED_BACKOFF);
     }
     tracing::info!(room = %key.room, server = ?key.server, ?outcome, outputs = reports.len(), "left the room");
+    outcome
 }
 
 /// Free bytes for unprivileged writers on the volume of `dir` (or of its

@@ -13,8 +13,25 @@ pub const LONG: Duration = Duration::from_secs(20);
 
 /// A participant joining `room` of the rtc.io server at `server` as `name` (with a `chat` channel).
 pub fn publisher(server: &str, room: &str, name: &str, metrics: &Metrics) -> Participant {
+    publisher_with_password(server, room, name, None, metrics)
+}
+
+/// The same, for a room with a password (the first joiner sets it).
+pub fn publisher_with_password(
+    server: &str,
+    room: &str,
+    name: &str,
+    password: Option<&str>,
+    metrics: &Metrics,
+) -> Participant {
     let config = ParticipantConfig {
-        link: LinkConfig { server: server.into(), room: room.into(), name: name.into(), password: None, token: None },
+        link: LinkConfig {
+            server: server.into(),
+            room: room.into(),
+            name: name.into(),
+            password: password.map(str::to_string),
+            token: None,
+        },
         channels: vec!["chat".into()],
         udp_bind: "127.0.0.1".parse().unwrap(),
         ice_servers: vec![],
