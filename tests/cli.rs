@@ -152,9 +152,9 @@ fn join_hears_what_publish_sends() {
         r#"{"title":"cli"}"#,
     ]));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("peer connected: Recorder"), "{out}");
     join.wait().unwrap();
     let heard = reader.join().unwrap();
+    assert!(out.contains("peer connected: Recorder"), "publish printed:\n{out}\njoin printed:\n{heard}");
     let _ = server.kill();
     let _ = server.wait();
     assert!(heard.contains("peer connected: bob"), "{heard}");

@@ -20,12 +20,13 @@ use crate::participant::room::Participant;
 pub const RECORDING_EVENT: &str = "recording";
 /// The `by` of that event.
 pub const RECORDING_BY: &str = "rtcio-gateway";
-const CAP_CHECK_EVERY: Duration = Duration::from_secs(1);
-/// A peer that just connected is told the recording state again after this:
-/// a message sent the instant a data channel opens is occasionally lost
-/// (see the participant's known issues), and the event is a state, so
+const TICK: Duration = Duration::from_millis(250);
+/// A peer whose ctrl channel just opened is told the recording state after
+/// these delays, not at the instant the channel opens: a message sent then
+/// is occasionally lost (webrtc-rs peers may not have bound the channel
+/// yet; see the participant's known issues). The event is a state, so
 /// hearing it twice is harmless.
-const RETELL_AFTER: Duration = Duration::from_secs(1);
+const TELL_AFTER: [Duration; 2] = [Duration::from_millis(500), Duration::from_millis(2500)];
 
 /// Why a room run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +64,7 @@ pub async fn run_room(
     mut commands: mpsc::UnboundedReceiver<RoomCommand>,
     mut observe: impl FnMut(Observed<'_>),
 ) -> (Outcome, Vec<OutputReport>) {
-    let mut cap_check = tokio::time::interval(CAP_CHECK_EVERY);
+    let mut cap_check = tokio::time::interval(TICK);
     cap_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retell: Vec<(tokio::time::Instant, String)> = Vec::new();
     let outcome = loop {
@@ -79,11 +80,9 @@ pub async fn run_room(
                 None => break Outcome::Stopped("participant-ended".to_string()),
                 Some(ParticipantEvent::Refused { reason }) => break Outcome::Refused(reason),
                 Some(event) => {
-                    if let ParticipantEvent::PeerConnected(peer) = &event
-                        && recorder.is_recording()
-                    {
-                        let _ = participant.emit_to(&peer.id, RECORDING_EVENT, &[recording_state(true)]);
-                        retell.push((tokio::time::Instant::now() + RETELL_AFTER, peer.id.clone()));
+                    if let ParticipantEvent::PeerConnected(peer) = &event {
+                        let now = tokio::time::Instant::now();
+                        retell.extend(TELL_AFTER.iter().map(|after| (now + *after, peer.id.clone())));
                     }
                     observe(Observed::Event(&event));
                     recorder.on_event(event);
@@ -92,7 +91,9 @@ pub async fn run_room(
             _ = cap_check.tick() => {
                 let now = tokio::time::Instant::now();
                 for (_, peer) in retell.extract_if(.., |(due, _)| *due <= now) {
-                    let _ = participant.emit_to(&peer, RECORDING_EVENT, &[recording_state(recorder.is_recording())]);
+                    if recorder.is_recording() {
+                        let _ = participant.emit_to(&peer, RECORDING_EVENT, &[recording_state(true)]);
+                    }
                 }
                 if let Some(cap) = recorder.cap_reached() {
                     tracing::info!(room = %recorder.plan().room, cap, "recording cap reached; recording stopped");
