@@ -1,4 +1,5 @@
-//! The HTTP surface: socket.io under `/socket.io` (mounted by [`crate::server`]),
+//! The HTTP surface: the status page at `/`, socket.io under `/socket.io`
+//! (mounted by [`crate::server`]), the control API under `/api/v1` ([`crate::api`]),
 //! `/healthz` (the process is alive), `/readyz` (accepting connections; 503
 //! while starting or shutting down) and `/metrics` (Prometheus text format).
 
@@ -29,13 +30,15 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
+/// The status page (its data comes from the control API).
 async fn index() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!(
-            "rtcio-gateway {}\nsocket.io: /socket.io\nmetrics: /metrics\nhealth: /healthz /readyz\n",
-            env!("CARGO_PKG_VERSION")
-        ),
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        crate::api::STATUS_PAGE,
     )
 }
 

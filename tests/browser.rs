@@ -9,7 +9,7 @@
 mod common;
 
 /// Scenarios in the suite; all must run and pass.
-const SCENARIOS: usize = 6;
+const SCENARIOS: usize = 8;
 
 #[test]
 fn chromium_peers_through_the_gateway() {

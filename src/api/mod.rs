@@ -8,6 +8,7 @@
 //! - `auth`: bearer token, or loopback clients only when none is configured.
 //! - `handlers`: one function per route.
 //! - [`recordings`]: recordings on disk (ids, listing, deletion).
+//! - `status_page.html`: the status page at `/`, a client of this API.
 
 mod auth;
 mod handlers;
@@ -24,6 +25,9 @@ use serde_json::json;
 
 use crate::metrics::Metrics;
 use crate::recorder::controller::{ControlError, ControlHandle};
+
+/// The status page served at `/`: static HTML whose script polls this API.
+pub const STATUS_PAGE: &str = include_str!("status_page.html");
 
 /// The OpenAPI 3.1 document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
