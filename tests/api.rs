@@ -263,9 +263,11 @@ async fn every_documented_route_answers_as_documented() {
     c.check(&base, "get", one_rec, &format!("/api/v1/recordings/{id}"), None, 404).await;
     assert!(manifests(&room_dir).is_empty(), "file and manifest deleted");
 
-    // Unknown API routes are JSON errors too.
+    // Unknown API routes and methods are JSON errors too.
     let (status, _, e) = call(&base, "get", "/api/v1/nope", None, None).await;
     assert_eq!((status, e["error"]["code"].as_str()), (404, Some("not_found")));
+    let (status, _, e) = call(&base, "delete", "/api/v1/sessions", None, None).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (405, Some("method_not_allowed")), "{e}");
 
     let routes: BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     let missing: Vec<_> = routes.difference(&c.covered).collect();

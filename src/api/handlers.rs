@@ -43,6 +43,10 @@ pub async fn unknown_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route (see /api/v1/openapi.json)")
 }
 
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+}
+
 pub async fn list_rooms(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     let rooms = state.control.rooms().await?;
     Ok(Json(json!({ "rooms": rooms })))

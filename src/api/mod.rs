@@ -78,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/recordings/{room_dir}/{stem}", get(get_recording).delete(delete_recording))
         .route("/api/v1/recordings/{room_dir}/{stem}/media", get(recording_media))
         .route("/api/v1/{*rest}", axum::routing::any(unknown_route))
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require))
         .with_state(state.clone());
     Router::new()
