@@ -77,7 +77,11 @@ fn entry(dir: &Path, room_dir: &str, manifest_path: &Path, active: &HashSet<Path
     })
 }
 
-/// Every recording under `dir`, newest first; filtered by room and state.
+/// Every recording under `dir`, newest first; filtered by room and state;
+/// at most `limit`. Recording names start with their UTC start time, so the
+/// manifests are read newest first by name and reading stops once `limit`
+/// match — a status page asking for the latest 200 of 100,000 recordings
+/// reads about 200 manifests, not all of them.
 pub fn list(
     dir: &Path,
     active: &HashSet<PathBuf>,
@@ -85,28 +89,41 @@ pub fn list(
     state: Option<&str>,
     limit: usize,
 ) -> Vec<RecordingEntry> {
-    let mut found = Vec::new();
-    let Ok(rooms) = std::fs::read_dir(dir) else { return found };
-    for room_dir in rooms.flatten() {
-        let Some(room_dir_name) = room_dir.file_name().to_str().map(str::to_string) else { continue };
-        if !is_safe_component(&room_dir_name) || !room_dir.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let Ok(files) = std::fs::read_dir(room_dir.path()) else { continue };
+    let room_dirs: Vec<String> = match room {
+        // A room's recordings are all in its (sanitised) directory.
+        Some(room) => vec![crate::recorder::naming::sanitize_component(room)],
+        None => std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut candidates: Vec<(String, String)> = Vec::new();
+    for room_dir in room_dirs.into_iter().filter(|d| is_safe_component(d)) {
+        let Ok(files) = std::fs::read_dir(dir.join(&room_dir)) else { continue };
         for file in files.flatten() {
-            let path = file.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let Some(entry) = entry(dir, &room_dir_name, &path, active) else { continue };
-            if room.is_some_and(|r| r != entry.room) || state.is_some_and(|s| s != entry.state) {
-                continue;
-            }
-            found.push(entry);
+            let name = file.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else { continue };
+            candidates.push((stem.to_string(), room_dir.clone()));
         }
     }
-    found.sort_by(|a, b| b.started_unix_ms.cmp(&a.started_unix_ms).then_with(|| a.id.cmp(&b.id)));
-    found.truncate(limit);
+    candidates.sort_unstable_by(|a, b| b.cmp(a));
+    let mut found = Vec::new();
+    for (stem, room_dir) in candidates {
+        if found.len() >= limit {
+            break;
+        }
+        let manifest = dir.join(&room_dir).join(format!("{stem}.json"));
+        let Some(entry) = entry(dir, &room_dir, &manifest, active) else { continue };
+        if room.is_some_and(|r| r != entry.room) || state.is_some_and(|s| s != entry.state) {
+            continue;
+        }
+        found.push(entry);
+    }
+    found.sort_by(|a, b| b.started_unix_ms.cmp(&a.started_unix_ms).then_with(|| b.id.cmp(&a.id)));
     found
 }
 
@@ -138,22 +155,39 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let m = |file: &str, state: &str, room: &str, at: u64| json!({"file": file, "state": state, "room": room, "started_unix_ms": at});
-        write(dir, "r1", "a", m("a.webm", "finished", "r1", 1), b"12345");
-        write(dir, "r1", "b", m("b.webm", "recording", "r1", 3), b"1");
-        write(dir, "r2", "c", m("c.webm", "recording", "r 2", 2), b"12");
+        let (a, b, c) = ("20261126T100001Z-p-camera-a", "20261126T100003Z-p-camera-b", "20261126T100002Z-p-camera-c");
+        write(dir, "r1", a, m(&format!("{a}.webm"), "finished", "r1", 1), b"12345");
+        write(dir, "r1", b, m(&format!("{b}.webm"), "recording", "r1", 3), b"1");
+        write(dir, "r_2-0c1b", c, m(&format!("{c}.webm"), "recording", "r 2", 2), b"12");
         std::fs::write(dir.join("r1/chat.jsonl"), b"{}\n").unwrap();
         std::fs::write(dir.join("r1/broken.json"), b"{not json").unwrap();
-        let active: HashSet<PathBuf> = [dir.join("r1/b.webm")].into();
+        let active: HashSet<PathBuf> = [dir.join(format!("r1/{b}.webm"))].into();
         let all = list(dir, &active, None, None, 100);
         let ids: Vec<&str> = all.iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(ids, ["r1/b", "r2/c", "r1/a"]);
+        assert_eq!(ids, [format!("r1/{b}"), format!("r_2-0c1b/{c}"), format!("r1/{a}")]);
         assert_eq!(all[0].state, "recording");
         assert_eq!(all[1].state, "interrupted", "nobody writes it any more");
         assert_eq!(all[2].size_bytes, 5);
-        assert_eq!(all[2].media_url, "/api/v1/recordings/r1/a/media");
-        assert_eq!(list(dir, &active, Some("r 2"), None, 100).len(), 1);
+        assert_eq!(all[2].media_url, format!("/api/v1/recordings/r1/{a}/media"));
+        assert_eq!(list(dir, &active, Some("r1"), None, 100).len(), 2);
         assert_eq!(list(dir, &active, None, Some("finished"), 100).len(), 1);
-        assert_eq!(list(dir, &active, None, None, 1).len(), 1);
+        let newest = list(dir, &active, None, None, 1);
+        assert_eq!(newest.len(), 1);
+        assert_eq!(newest[0].id, format!("r1/{b}"));
+    }
+
+    #[test]
+    fn a_room_filter_reads_only_that_rooms_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let room = "a room/with ../odd name";
+        let room_dir = crate::recorder::naming::sanitize_component(room);
+        let stem = "20261126T100001Z-p-camera-a";
+        write(dir, &room_dir, stem, json!({"file": format!("{stem}.webm"), "state": "finished", "room": room}), b"1");
+        let found = list(dir, &HashSet::new(), Some(room), None, 10);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].room, room);
+        assert!(list(dir, &HashSet::new(), Some("another room"), None, 10).is_empty());
     }
 
     #[test]
