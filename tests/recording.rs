@@ -542,3 +542,42 @@ async fn junk_rtp_from_a_hostile_peer_harms_nobody_else() {
     honest.shutdown().await;
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_that_gets_no_media_shows_in_the_data_age_gauge() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = recording_gateway(dir.path()).await;
+    let metrics = Metrics::new();
+    let mut jay = publisher(&url(&gw), "silent", "jay", &metrics);
+    recorder_connected(&mut jay).await;
+    // Video only: when it stops, nothing reaches the file at all.
+    let camera = rtcio_gateway::media::source::MediaSource::start(&rtcio_gateway::media::source::SourceConfig {
+        audio: None,
+        ..Default::default()
+    })
+    .unwrap();
+    jay.publish(camera.stream("cam", "camera", None)).unwrap();
+    recording_started(&dir.path().join("silent")).await;
+    let gauge = "rtcio_gateway_recording_data_age_seconds";
+    let until = |what: &'static str, pred: fn(f64) -> bool| {
+        let gw = &gw;
+        async move {
+            let deadline = Instant::now() + LONG;
+            loop {
+                let value = metric(gw, gauge).await;
+                if pred(value) {
+                    return value;
+                }
+                assert!(Instant::now() < deadline, "{what}: {gauge} = {value}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    until("media flowing", |age| age < 2.5).await;
+    camera.pause_video(true);
+    until("the silence measured", |age| age >= 5.0).await;
+    camera.pause_video(false);
+    until("media flowing again", |age| age < 2.5).await;
+    jay.shutdown().await;
+    gw.shutdown().await.unwrap();
+}
