@@ -405,12 +405,15 @@ OPUS = "appsrc name=audio ! rtpjitterbuffer latency={latency} ! rtpopusdepay ! o
     .unwrap();
     init_tracing();
     let (recordings, user_templates) = (dir.path().to_path_buf(), templates.path().display().to_string());
+    let (hook, deliveries) = common::webhooks::webhook_receiver().await;
     let gw = start_with(move |c| {
         c.recording.enabled = true;
         c.recording.dir = recordings;
         c.recording.udp_bind = "127.0.0.1".parse().unwrap();
         c.recording.track_wait_ms = 500;
         c.pipelines.dir = user_templates;
+        c.webhooks.urls = vec![hook];
+        c.webhooks.secret = common::webhooks::WEBHOOK_SECRET.into();
     })
     .await;
     let metrics = Metrics::new();
@@ -434,6 +437,19 @@ OPUS = "appsrc name=audio ! rtpjitterbuffer latency={latency} ! rtpopusdepay ! o
     assert!(error.to_lowercase().contains("space"), "{error}");
     assert!(metric(&gw, "rtcio_gateway_pipeline_errors_total{template=\"record-webm\"}").await >= 2.0);
     assert!(metric(&gw, "rtcio_gateway_recordings_total{result=\"failed\"}").await >= 2.0);
+    // Whoever listens to webhooks hears about it, with the error.
+    let deadline = tokio::time::Instant::now() + LONG;
+    let failed_hooks = loop {
+        let hooks = common::webhooks::deliveries_of(&deliveries, "recording.failed");
+        if !hooks.is_empty() {
+            break hooks;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no recording.failed webhook");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let hooked = &failed_hooks[0]["data"]["manifest"];
+    assert_eq!(hooked["state"], "failed");
+    assert!(hooked["error"].as_str().unwrap().to_lowercase().contains("space"), "{hooked}");
     frank.shutdown().await;
     gw.shutdown().await.unwrap();
 }
