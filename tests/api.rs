@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::media::*;
@@ -18,7 +17,6 @@ use rtcio_gateway::metrics::Metrics;
 use rtcio_gateway::participant::channels::Channel;
 use rtcio_gateway::participant::events::ParticipantEvent;
 use rtcio_gateway::participant::room::Participant;
-use rtcio_gateway::server::Gateway;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "test-token-0123456789";
@@ -101,19 +99,6 @@ fn enc(room: &str) -> String {
     url::form_urlencoded::byte_serialize(room.as_bytes()).collect::<String>().replace('+', "%20")
 }
 
-async fn recording_gateway(dir: &Path, tweak: impl FnOnce(&mut rtcio_gateway::config::Config)) -> Gateway {
-    init_tracing();
-    let dir = dir.to_path_buf();
-    start_with(move |c| {
-        c.recording.enabled = true;
-        c.recording.dir = dir;
-        c.recording.udp_bind = "127.0.0.1".parse().unwrap();
-        c.recording.track_wait_ms = 700;
-        tweak(c);
-    })
-    .await
-}
-
 /// Poll GET /api/v1/rooms/{room} until `pred` holds.
 async fn room_until(gw: &str, room: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + LONG;
@@ -123,6 +108,19 @@ async fn room_until(gw: &str, room: &str, what: &str, pred: impl Fn(&Value) -> b
             return value;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}: {status} {value:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Poll GET /api/v1/sessions until it lists none (the gateway left every room); fails after `within`.
+async fn sessions_until_empty(gw: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, _, sessions) = call(gw, "get", "/api/v1/sessions", None, None).await;
+        if sessions["sessions"].as_array().unwrap().is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never left: {sessions}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -329,31 +327,18 @@ async fn starting_and_stopping_over_the_api_tells_every_peer() {
     assert!(ok && errors.is_empty(), "{errors}");
 
     // Signed webhooks said so, with the manifest.
-    let deadline = Instant::now() + LONG;
-    while deliveries_of(&deliveries, "recording.finished").is_empty() {
-        assert!(Instant::now() < deadline, "no recording.finished webhook");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let finished = delivered(&deliveries, "recording.finished").await;
     let started = deliveries_of(&deliveries, "recording.started");
     assert_eq!(started.len(), 1, "{started:#?}");
     assert_eq!(started[0]["data"]["room"], "standup");
     assert_eq!(started[0]["data"]["manifest"]["state"], "recording");
-    let finished = deliveries_of(&deliveries, "recording.finished");
     assert_eq!(finished[0]["data"]["manifest"]["state"], "finished");
     assert_eq!(finished[0]["data"]["manifest"]["end_reason"], "stopped");
     assert_eq!(finished[0]["data"]["manifest"]["file"], done[0].1["file"]);
     assert_ne!(started[0]["id"], finished[0]["id"]);
     assert_eq!(metric(&gw, "rtcio_gateway_webhook_deliveries_total{result=\"delivered\"}").await, 2.0);
     // The gateway's participant left: it had nothing else to do in the room.
-    let deadline = Instant::now() + LONG;
-    loop {
-        let (_, _, sessions) = call(&base, "get", "/api/v1/sessions", None, None).await;
-        if sessions["sessions"].as_array().unwrap().is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{sessions}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    sessions_until_empty(&base, LONG).await;
     for p in [alice, bob, carol] {
         p.shutdown().await;
     }
@@ -399,14 +384,7 @@ async fn an_empty_room_keeps_its_recorder_for_the_grace_period() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, _, sessions) = call(&base, "get", "/api/v1/sessions", None, None).await;
     assert_eq!(sessions["sessions"][0]["room"], "brief", "still there within the grace period: {sessions}");
-    loop {
-        let (_, _, sessions) = call(&base, "get", "/api/v1/sessions", None, None).await;
-        if sessions["sessions"].as_array().unwrap().is_empty() {
-            break;
-        }
-        assert!(left.elapsed() < Duration::from_secs(15), "never left: {sessions}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    sessions_until_empty(&base, Duration::from_secs(15).saturating_sub(left.elapsed())).await;
     assert!(left.elapsed() >= Duration::from_secs(3), "left after {:?}, before the grace period", left.elapsed());
     assert_eq!(metric(&gw, "rtcio_gateway_rooms_recorded").await, 0.0);
     gw.shutdown().await.unwrap();

@@ -12,28 +12,15 @@ use common::peers::*;
 use common::*;
 use rtcio_gateway::media::source::VideoCodec;
 use rtcio_gateway::metrics::Metrics;
-use rtcio_gateway::server::Gateway;
 use serde_json::json;
 
 /// Finalising must take at most 5 s; allow for a loaded CI machine on top.
 const FINALISED: Duration = Duration::from_secs(12);
 
-async fn recording_gateway(dir: &Path) -> Gateway {
-    init_tracing();
-    let dir = dir.to_path_buf();
-    start_with(move |c| {
-        c.recording.enabled = true;
-        c.recording.dir = dir;
-        c.recording.udp_bind = "127.0.0.1".parse().unwrap();
-        c.recording.track_wait_ms = 700;
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vp8_and_opus_are_recorded_to_webm_with_manifest_and_chat_log() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = recording_gateway(dir.path()).await;
+    let gw = recording_gateway(dir.path(), |_| {}).await;
     let metrics = Metrics::new();
     let mut alice = publisher(&url(&gw), "room/../1", "alice", &metrics);
     recorder_connected(&mut alice).await;
@@ -121,7 +108,7 @@ async fn vp8_and_opus_are_recorded_to_webm_with_manifest_and_chat_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h264_is_recorded_to_matroska_and_audio_only_streams_work() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = recording_gateway(dir.path()).await;
+    let gw = recording_gateway(dir.path(), |_| {}).await;
     let metrics = Metrics::new();
     let mut bob = publisher(&url(&gw), "h264", "bob", &metrics);
     recorder_connected(&mut bob).await;
@@ -161,7 +148,7 @@ async fn h264_is_recorded_to_matroska_and_audio_only_streams_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolution_changes_and_a_restarted_encoder_keep_one_playable_file() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = recording_gateway(dir.path()).await;
+    let gw = recording_gateway(dir.path(), |_| {}).await;
     let metrics = Metrics::new();
     let mut carol = publisher(&url(&gw), "changes", "carol", &metrics);
     recorder_connected(&mut carol).await;
@@ -202,7 +189,7 @@ async fn resolution_changes_and_a_restarted_encoder_keep_one_playable_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracks_removed_readded_or_late_never_break_a_file() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = recording_gateway(dir.path()).await;
+    let gw = recording_gateway(dir.path(), |_| {}).await;
     let metrics = Metrics::new();
     let mut dave = publisher(&url(&gw), "tracks", "dave", &metrics);
     recorder_connected(&mut dave).await;
@@ -438,15 +425,7 @@ OPUS = "appsrc name=audio ! rtpjitterbuffer latency={latency} ! rtpopusdepay ! o
     assert!(metric(&gw, "rtcio_gateway_pipeline_errors_total{template=\"record-webm\"}").await >= 2.0);
     assert!(metric(&gw, "rtcio_gateway_recordings_total{result=\"failed\"}").await >= 2.0);
     // Whoever listens to webhooks hears about it, with the error.
-    let deadline = tokio::time::Instant::now() + LONG;
-    let failed_hooks = loop {
-        let hooks = common::webhooks::deliveries_of(&deliveries, "recording.failed");
-        if !hooks.is_empty() {
-            break hooks;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no recording.failed webhook");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let failed_hooks = common::webhooks::delivered(&deliveries, "recording.failed").await;
     let hooked = &failed_hooks[0]["data"]["manifest"];
     assert_eq!(hooked["state"], "failed");
     assert!(hooked["error"].as_str().unwrap().to_lowercase().contains("space"), "{hooked}");
@@ -460,7 +439,7 @@ OPUS = "appsrc name=audio ! rtpjitterbuffer latency={latency} ! rtpopusdepay ! o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_video_does_not_hold_back_the_audio() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = recording_gateway(dir.path()).await;
+    let gw = recording_gateway(dir.path(), |_| {}).await;
     let metrics = Metrics::new();
     let mut ivy = publisher(&url(&gw), "stall", "ivy", &metrics);
     recorder_connected(&mut ivy).await;
@@ -503,7 +482,7 @@ async fn stalled_video_does_not_hold_back_the_audio() {
 async fn junk_rtp_from_a_hostile_peer_harms_nobody_else() {
     use rtcio_gateway::participant::events::{MediaKind, RtpPacket};
     let dir = tempfile::tempdir().unwrap();
-    let gw = recording_gateway(dir.path()).await;
+    let gw = recording_gateway(dir.path(), |_| {}).await;
     let metrics = Metrics::new();
     let mut mallory = publisher(&url(&gw), "hostile", "mallory", &metrics);
     let mut honest = publisher(&url(&gw), "hostile", "honest", &metrics);
@@ -562,7 +541,7 @@ async fn junk_rtp_from_a_hostile_peer_harms_nobody_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_that_gets_no_media_shows_in_the_data_age_gauge() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = recording_gateway(dir.path()).await;
+    let gw = recording_gateway(dir.path(), |_| {}).await;
     let metrics = Metrics::new();
     let mut jay = publisher(&url(&gw), "silent", "jay", &metrics);
     recorder_connected(&mut jay).await;

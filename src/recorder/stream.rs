@@ -345,11 +345,15 @@ impl StreamTask {
                 _ => break,
             }
         }
+        let mut pushed = false;
         for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
             if !active.pending.is_empty() {
                 active.output.push(kind, active.pending.drain(..));
-                self.last_pushed = Some(Instant::now());
+                pushed = true;
             }
+        }
+        if pushed {
+            self.last_pushed = Some(Instant::now());
         }
     }
 

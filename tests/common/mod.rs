@@ -36,6 +36,20 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Gateway {
     Gateway::start(config).await.expect("gateway starts")
 }
 
+/// A gateway recording every room into `dir` (WebRTC on loopback), then `tweak`.
+pub async fn recording_gateway(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> Gateway {
+    init_tracing();
+    let dir = dir.to_path_buf();
+    start_with(move |c| {
+        c.recording.enabled = true;
+        c.recording.dir = dir;
+        c.recording.udp_bind = "127.0.0.1".parse().unwrap();
+        c.recording.track_wait_ms = 700;
+        tweak(c);
+    })
+    .await
+}
+
 pub fn url(gw: &Gateway) -> String {
     format!("http://{}", gw.local_addr())
 }
