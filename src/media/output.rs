@@ -311,34 +311,47 @@ mod tests {
 
     /// Loss the jitter buffer gives up on makes the depayloader ask for a
     /// keyframe, and the request reaches us through the appsrc probe.
+    ///
+    /// Timing-independent on purpose (a CI run once saw EOS take > 5 s here
+    /// with a clock-synced sink and RTP time running 3x faster than the
+    /// pushes): the RTP timestamps advance with the pushes, the sink does
+    /// not wait on the clock, and EOS is sent only once every lost packet
+    /// has been given up on, so no jitter-buffer timer is pending at the end.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unrepaired_loss_becomes_a_keyframe_request() {
-        let description = "appsrc name=video ! rtpjitterbuffer latency=50 do-lost=true ! rtpvp8depay request-keyframe=true wait-for-keyframe=true ! fakesink";
+        const PUSH_INTERVAL_MS: u32 = 10;
+        const MISSING: std::ops::Range<u32> = 20..25;
+        let description = "appsrc name=video ! rtpjitterbuffer latency=50 do-lost=true ! rtpvp8depay request-keyframe=true wait-for-keyframe=true ! fakesink sync=false";
         let caps = InputCaps { kind: MediaKind::Video, encoding_name: "VP8".into(), clock_rate: 90_000, channels: 0 };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let output = Output::start(description, Some(&caps), None, 3, tx).unwrap();
         let mut seq = 100u16;
         for frame in 0..40u32 {
-            // Packets 20..25 never arrive.
-            if !(20..25).contains(&frame) {
-                output.push(MediaKind::Video, [vp8_packet(seq, frame * 3000, frame == 0)]);
+            if !MISSING.contains(&frame) {
+                output.push(MediaKind::Video, [vp8_packet(seq, frame * 90 * PUSH_INTERVAL_MS, frame == 0)]);
             }
             seq = seq.wrapping_add(1);
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(PUSH_INTERVAL_MS.into())).await;
         }
         let event = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
         assert_eq!(event.ok().flatten(), Some((3, OutputEvent::KeyframeRequested)));
-        // The jitter buffer counts what it gave up on.
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        // The jitter buffer counts every packet it gave up on.
+        let all_lost = |drops: &[(MediaKind, u64, u64)]| {
+            drops.iter().any(|(k, lost, _)| *k == MediaKind::Video && *lost == MISSING.len() as u64)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut drops = output.jitterbuffer_drops();
-        while !drops.iter().any(|(k, lost, _)| *k == MediaKind::Video && *lost >= 1)
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        while !all_lost(&drops) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
             drops = output.jitterbuffer_drops();
         }
-        assert!(drops.iter().any(|(k, lost, _)| *k == MediaKind::Video && *lost >= 1), "{drops:?}");
-        assert!(output.finish(Duration::from_secs(5)).await);
+        assert!(all_lost(&drops), "{drops:?}");
+        let pipeline = output.pipeline.clone();
+        let states = move || -> Vec<String> {
+            pipeline.iterate_elements().into_iter().flatten().map(|e| format!("{}: {:?}", e.name(), e.current_state())).collect()
+        };
+        let before = states();
+        assert!(output.finish(Duration::from_secs(5)).await, "EOS did not reach the end of the pipeline; states before: {before:?}");
     }
 
     #[test]
