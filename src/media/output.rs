@@ -292,8 +292,17 @@ mod tests {
     use super::*;
     use rtc::shared::marshal::Marshal;
 
+    /// One single-packet VP8 frame: a 320x240 keyframe, or a delta frame.
     fn vp8_packet(seq: u16, ts: u32, key: bool) -> Bytes {
-        let payload: &[u8] = if key { &[0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a] } else { &[0x10, 0x01, 0x00, 0x00] };
+        // Payload descriptor (start of partition 0), then the frame: a 3-byte
+        // tag (bit 0 clear = keyframe, show_frame set) and, for a keyframe,
+        // the start code and the dimensions the depayloader reads. The
+        // depayloader ignores frames under 10 bytes.
+        let payload: &[u8] = if key {
+            &[0x10, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]
+        } else {
+            &[0x10, 0x11, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]
+        };
         let packet = crate::participant::events::RtpPacket {
             header: rtc::rtp::header::Header {
                 version: 2,
@@ -310,23 +319,34 @@ mod tests {
     }
 
     /// Loss the jitter buffer gives up on makes the depayloader ask for a
-    /// keyframe, and the request reaches us through the appsrc probe.
+    /// keyframe, the request reaches us through the appsrc probe, and the
+    /// frames after the loss are held back until one comes.
     ///
-    /// Timing-independent on purpose (a CI run once saw EOS take > 5 s here
-    /// with a clock-synced sink and RTP time running 3x faster than the
-    /// pushes): the RTP timestamps advance with the pushes, the sink does
-    /// not wait on the clock, and EOS is sent only once every lost packet
-    /// has been given up on, so no jitter-buffer timer is pending at the end.
+    /// Kept independent of timing: a CI run once saw EOS take > 5 s here when
+    /// the sink had never prerolled (the "keyframe" was too short for the
+    /// depayloader, so no frame ever reached the sink) and waited on the
+    /// clock. Now the keyframe is a real one, so the sink prerolls on it as in
+    /// a recording, the sink neither syncs nor prerolls asynchronously, the RTP
+    /// timestamps advance with the pushes, and EOS is sent only once every
+    /// lost packet has been given up on.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unrepaired_loss_becomes_a_keyframe_request() {
         const PUSH_INTERVAL_MS: u32 = 10;
+        const FRAMES: u32 = 40;
         const MISSING: std::ops::Range<u32> = 20..25;
-        let description = "appsrc name=video ! rtpjitterbuffer latency=50 do-lost=true ! rtpvp8depay request-keyframe=true wait-for-keyframe=true ! fakesink sync=false";
+        let description = "appsrc name=video ! rtpjitterbuffer latency=50 do-lost=true ! rtpvp8depay request-keyframe=true wait-for-keyframe=true ! fakesink name=sink sync=false async=false";
         let caps = InputCaps { kind: MediaKind::Video, encoding_name: "VP8".into(), clock_rate: 90_000, channels: 0 };
         let (tx, mut rx) = mpsc::unbounded_channel();
         let output = Output::start(description, Some(&caps), None, 3, tx).unwrap();
+        let frames_out = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let sink_pad = output.pipeline.by_name("sink").and_then(|s| s.static_pad("sink")).unwrap();
+        let counter = frames_out.clone();
+        sink_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
         let mut seq = 100u16;
-        for frame in 0..40u32 {
+        for frame in 0..FRAMES {
             if !MISSING.contains(&frame) {
                 output.push(MediaKind::Video, [vp8_packet(seq, frame * 90 * PUSH_INTERVAL_MS, frame == 0)]);
             }
@@ -352,6 +372,8 @@ mod tests {
         };
         let before = states();
         assert!(output.finish(Duration::from_secs(5)).await, "EOS did not reach the end of the pipeline; states before: {before:?}");
+        // Frames up to the loss went through; the ones after it waited for a keyframe that never came.
+        assert_eq!(frames_out.load(std::sync::atomic::Ordering::Relaxed), MISSING.start);
     }
 
     #[test]
