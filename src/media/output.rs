@@ -334,6 +334,9 @@ mod tests {
         const PUSH_INTERVAL_MS: u32 = 10;
         const FRAMES: u32 = 40;
         const MISSING: std::ops::Range<u32> = 20..25;
+        // Each step takes milliseconds; the bound only tells a hang from a
+        // stall (the template test once took 5.0 s instead of 0.1 s here).
+        const BOUND: Duration = Duration::from_secs(15);
         let description = "appsrc name=video ! rtpjitterbuffer latency=50 do-lost=true ! rtpvp8depay request-keyframe=true wait-for-keyframe=true ! fakesink name=sink sync=false async=false";
         let caps = InputCaps { kind: MediaKind::Video, encoding_name: "VP8".into(), clock_rate: 90_000, channels: 0 };
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -353,13 +356,13 @@ mod tests {
             seq = seq.wrapping_add(1);
             tokio::time::sleep(Duration::from_millis(PUSH_INTERVAL_MS.into())).await;
         }
-        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        let event = tokio::time::timeout(BOUND, rx.recv()).await;
         assert_eq!(event.ok().flatten(), Some((3, OutputEvent::KeyframeRequested)));
         // The jitter buffer counts every packet it gave up on.
         let all_lost = |drops: &[(MediaKind, u64, u64)]| {
             drops.iter().any(|(k, lost, _)| *k == MediaKind::Video && *lost == MISSING.len() as u64)
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + BOUND;
         let mut drops = output.jitterbuffer_drops();
         while !all_lost(&drops) && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -371,7 +374,7 @@ mod tests {
             pipeline.iterate_elements().into_iter().flatten().map(|e| format!("{}: {:?}", e.name(), e.current_state())).collect()
         };
         let before = states();
-        assert!(output.finish(Duration::from_secs(5)).await, "EOS did not reach the end of the pipeline; states before: {before:?}");
+        assert!(output.finish(BOUND).await, "EOS did not reach the end of the pipeline; states before: {before:?}");
         // Frames up to the loss went through; the ones after it waited for a keyframe that never came.
         assert_eq!(frames_out.load(std::sync::atomic::Ordering::Relaxed), MISSING.start);
     }
