@@ -86,14 +86,26 @@ pub fn envelope(from: &SioClient, to: &str, data: Value) -> Value {
     json!({"source": from.id(), "target": to, "data": data})
 }
 
-/// Value of a metric line `name{labels} value` in the exposition (0 if absent).
+/// Value of a metric line `name{labels} value` in the exposition; panics if the series is missing.
 pub async fn metric(gw: &Gateway, series: &str) -> f64 {
+    match metric_if_present(gw, series).await {
+        Ok(value) => value,
+        Err(body) => {
+            let name = series.split('{').next().unwrap_or(series);
+            let related: Vec<&str> = body.lines().filter(|l| l.starts_with(name)).collect();
+            panic!("metric series {series} is missing from /metrics; series named {name}: {related:#?}");
+        }
+    }
+}
+
+/// The series' value, or the whole /metrics body when the series is not in it.
+async fn metric_if_present(gw: &Gateway, series: &str) -> Result<f64, String> {
     let body = reqwest_text(&format!("{}/metrics", url(gw))).await;
     body.lines()
         .find_map(|l| {
             l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse::<f64>().unwrap())
         })
-        .unwrap_or(0.0)
+        .ok_or(body)
 }
 
 /// Minimal HTTP/1.1 GET returning (status, body), without an extra client crate.
