@@ -3,11 +3,17 @@
 //! signaling server or on a remote rtc.io server.
 //!
 //! One task owns all of it and is the only writer: it watches our
-//! registry's membership, takes requests from the API, and reconciles —
+//! registry's membership, takes requests from the API, hears what each room
+//! task reports (joined with its own socket id, peers connected and gone,
+//! caps reached, ended with an outcome — see [`RoomReport`]), and reconciles —
 //! joining a room (one participant per room, feeding a [`RoomRecorder`])
 //! when something should happen in it, changing what a running room does
 //! (start/stop recording, start/stop relay) through [`RoomCommand`]s, and
 //! leaving a room once it has been empty for `empty_room_grace_secs`.
+//!
+//! Room tasks share no state with it. Every job has its own [`JobId`] and
+//! every report carries it, so a job that was replaced (a room left and
+//! joined again) can never change or remove its successor with a late report.
 //!
 //! API decisions for a room of our own server (start/stop recording,
 //! relay) override the rules until the room empties. A recording that hits
@@ -19,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::Mutex;
+use futures_util::FutureExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -28,13 +34,13 @@ use tokio_util::sync::CancellationToken;
 use super::naming::rfc3339;
 use super::room::{RecordSpec, RelaySpec, RoomPlan, RoomRecorder, redact_stream_key};
 use super::rules::Planner;
-use super::runner::{Observed, Outcome, RoomCommand, RoomNotice, run_room};
+use super::runner::{Outcome, RoomCommand, RoomNotice, RoomReport, run_room};
 use super::status::{OutputHealth, RelayState, RoomStatus};
 use super::stream::OutputSettings;
 use crate::config::Config;
 use crate::media::templates::TemplateKind;
 use crate::metrics::{MediaMetrics, ParticipantMetrics};
-use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo};
+use crate::participant::events::MediaKind;
 use crate::participant::link::LinkConfig;
 use crate::participant::room::{Participant, ParticipantConfig};
 use crate::signaling::Signaling;
@@ -247,18 +253,30 @@ struct Overrides {
 /// How long a remote session that ended by itself stays listed.
 const ENDED_LISTED_FOR: Duration = Duration::from_secs(300);
 
+/// Which job a report is about: a fresh one for every job ever started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct JobId(u64);
+
+/// A room task's report, with who sent it.
+struct Report {
+    job: JobId,
+    key: RoomKey,
+    report: RoomReport,
+}
+
 struct Job {
+    id: JobId,
     commands: mpsc::UnboundedSender<RoomCommand>,
-    task: JoinHandle<Outcome>,
     status: RoomStatus,
     recording: Option<RecordSpec>,
     recording_started_at: Option<String>,
     relay: Option<RelaySpec>,
     /// Since when nobody but us is in the room.
     empty_since: Option<Instant>,
-    joined: Arc<std::sync::atomic::AtomicBool>,
+    /// The server accepted our participant.
+    joined: bool,
     /// Peers connected to our participant (remote rooms: their emptiness).
-    peers: Arc<Mutex<HashSet<String>>>,
+    peers: HashSet<String>,
 }
 
 struct State {
@@ -268,14 +286,18 @@ struct State {
     settings: OutputSettings,
     participant_metrics: ParticipantMetrics,
     grace: Duration,
-    /// Socket ids of our own participants on our server (they do not count as members).
-    own_ids: Arc<Mutex<HashSet<String>>>,
+    /// Socket ids of our own participants on our server (they do not count
+    /// as members), with the job each belongs to; kept until that job ended.
+    own_ids: HashMap<String, JobId>,
     jobs: HashMap<RoomKey, Job>,
+    /// Every room task still running (jobs, and jobs told to stop that are finalising).
+    tasks: HashMap<JobId, JoinHandle<()>>,
+    next_job: u64,
     /// Remote sessions that ended by themselves: when, state, why.
     ended: HashMap<RoomKey, (Instant, &'static str, String)>,
     overrides: HashMap<String, Overrides>,
-    refused_until: Arc<Mutex<HashMap<RoomKey, Instant>>>,
-    notices_tx: mpsc::UnboundedSender<(RoomKey, RoomNotice)>,
+    refused_until: HashMap<RoomKey, Instant>,
+    reports_tx: mpsc::UnboundedSender<Report>,
     last_free_space: Option<Instant>,
 }
 
@@ -290,7 +312,7 @@ impl Controller {
     ) -> Controller {
         let cancel = CancellationToken::new();
         let (requests, requests_rx) = mpsc::unbounded_channel();
-        let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let state = State {
             signaling,
             planner,
@@ -298,15 +320,17 @@ impl Controller {
             settings,
             participant_metrics,
             grace: Duration::from_secs(config.recording.empty_room_grace_secs),
-            own_ids: Arc::default(),
+            own_ids: HashMap::new(),
             jobs: HashMap::new(),
+            tasks: HashMap::new(),
+            next_job: 0,
             ended: HashMap::new(),
             overrides: HashMap::new(),
-            refused_until: Arc::default(),
-            notices_tx,
+            refused_until: HashMap::new(),
+            reports_tx,
             last_free_space: None,
         };
-        let task = tokio::spawn(state.run(cancel.clone(), requests_rx, notices_rx));
+        let task = tokio::spawn(state.run(cancel.clone(), requests_rx, reports_rx));
         Controller { cancel, task, handle: ControlHandle { requests } }
     }
 
@@ -326,7 +350,7 @@ impl State {
         mut self,
         cancel: CancellationToken,
         mut requests: mpsc::UnboundedReceiver<Request>,
-        mut notices: mpsc::UnboundedReceiver<(RoomKey, RoomNotice)>,
+        mut reports: mpsc::UnboundedReceiver<Report>,
     ) {
         let mut changes = self.signaling.watch_membership();
         let mut tick = tokio::time::interval(TICK);
@@ -343,22 +367,18 @@ impl State {
                     self.reconcile();
                 }
                 Some(request) = requests.recv() => self.on_request(request),
-                Some((key, notice)) = notices.recv() => self.on_notice(key, notice),
+                Some(report) = reports.recv() => self.on_report(report),
                 _ = tick.tick() => {
                     self.reconcile();
                     self.update_gauges();
                 }
             }
         }
-        let stops: Vec<_> = self
-            .jobs
-            .drain()
-            .map(|(_, job)| {
-                let _ = job.commands.send(RoomCommand::Stop("shutdown".to_string()));
-                job.task
-            })
-            .collect();
-        futures_util::future::join_all(stops).await;
+        for (_, job) in self.jobs.drain() {
+            let _ = job.commands.send(RoomCommand::Stop("shutdown".to_string()));
+        }
+        // Every room task, including those already finalising, finishes its files.
+        futures_util::future::join_all(self.tasks.drain().map(|(_, task)| task)).await;
         self.settings.metrics.rooms_recorded.set(0);
         self.settings.metrics.recording_data_age_seconds.set(0.0);
         self.settings.metrics.keyframe_wait_seconds.set(0.0);
@@ -490,6 +510,65 @@ impl State {
         Ok(())
     }
 
+    /// Apply a room task's report. Only the job still in charge of its room
+    /// changes the room's state; a replaced job's late reports change nothing
+    /// but what is that job's own (its socket ids, its task).
+    fn on_report(&mut self, Report { job: id, key, report }: Report) {
+        let current = self.jobs.get(&key).is_some_and(|j| j.id == id);
+        match report {
+            RoomReport::Joined { own_id } => {
+                if key.server.is_none() {
+                    self.own_ids.insert(own_id, id);
+                }
+                if let Some(job) = self.jobs.get_mut(&key).filter(|j| j.id == id) {
+                    job.joined = true;
+                }
+            }
+            RoomReport::PeerConnected { peer } => {
+                if let Some(job) = self.jobs.get_mut(&key).filter(|j| j.id == id) {
+                    job.peers.insert(peer);
+                }
+            }
+            RoomReport::PeerDisconnected { peer } => {
+                if let Some(job) = self.jobs.get_mut(&key).filter(|j| j.id == id) {
+                    job.peers.remove(&peer);
+                }
+            }
+            RoomReport::SignalingLost => {
+                if let Some(job) = self.jobs.get_mut(&key).filter(|j| j.id == id) {
+                    job.peers.clear();
+                }
+            }
+            RoomReport::Notice(notice) if current => self.on_notice(key, notice),
+            RoomReport::Notice(_) => {}
+            RoomReport::Ended(outcome) => self.on_ended(id, key, current, outcome),
+        }
+    }
+
+    /// A room task finished: forget its socket ids and its task; if it was
+    /// still in charge of its room (it ended by itself: refused, remote server
+    /// gone), the room has no job any more.
+    fn on_ended(&mut self, id: JobId, key: RoomKey, current: bool, outcome: Option<Outcome>) {
+        self.own_ids.retain(|_, job| *job != id);
+        self.tasks.remove(&id);
+        if let Some(Outcome::Refused(_)) = &outcome {
+            self.refused_until.insert(key.clone(), Instant::now() + REFUSED_BACKOFF);
+        }
+        if !current {
+            return;
+        }
+        self.jobs.remove(&key);
+        if key.server.is_some() {
+            let (state, why) = match outcome {
+                Some(Outcome::Refused(reason)) => ("refused", reason),
+                Some(Outcome::Stopped(reason)) => ("left", reason),
+                None => ("left", "the session task failed".to_string()),
+            };
+            self.ended.insert(key, (Instant::now(), state, why));
+        }
+        self.settings.metrics.rooms_recorded.set(self.jobs.len() as i64);
+    }
+
     fn on_notice(&mut self, key: RoomKey, notice: RoomNotice) {
         let RoomNotice::CapReached(_) = notice;
         if let Some(job) = self.jobs.get_mut(&key) {
@@ -506,11 +585,11 @@ impl State {
 
     /// Rooms of our server with at least one member that is not us.
     fn occupied_rooms(&self) -> HashSet<String> {
-        let own = self.own_ids.lock().clone();
+        let own = &self.own_ids;
         self.signaling
             .rooms_overview()
             .into_iter()
-            .filter(|(_, members)| members.iter().any(|(id, _)| !own.contains(id)))
+            .filter(|(_, members)| members.iter().any(|(id, _)| !own.contains_key(id)))
             .map(|(room, _)| room)
             .collect()
     }
@@ -527,23 +606,8 @@ impl State {
 
     fn reconcile(&mut self) {
         let now = Instant::now();
-        // Jobs that ended by themselves (refused, remote server gone).
-        let ended: Vec<RoomKey> =
-            self.jobs.iter().filter(|(_, j)| j.task.is_finished()).map(|(k, _)| k.clone()).collect();
-        for key in ended {
-            let Some(job) = self.jobs.remove(&key) else { continue };
-            if key.server.is_some() {
-                let outcome = futures_util::FutureExt::now_or_never(job.task).and_then(Result::ok);
-                let (state, why) = match outcome {
-                    Some(Outcome::Refused(reason)) => ("refused", reason),
-                    Some(Outcome::Stopped(reason)) => ("left", reason),
-                    None => ("left", "the session task failed".to_string()),
-                };
-                self.ended.insert(key, (now, state, why));
-            }
-        }
         self.ended.retain(|_, (at, _, _)| now.duration_since(*at) < ENDED_LISTED_FOR);
-        self.refused_until.lock().retain(|_, until| *until > now);
+        self.refused_until.retain(|_, until| *until > now);
         let occupied = self.occupied_rooms();
         // Rooms of ours.
         for room in &occupied {
@@ -558,7 +622,7 @@ impl State {
                 } else {
                     self.update_job(&key, recording, relay, "stopped");
                 }
-            } else if (recording.is_some() || relay.is_some()) && !self.refused_until.lock().contains_key(&key) {
+            } else if (recording.is_some() || relay.is_some()) && !self.refused_until.contains_key(&key) {
                 let plan = RoomPlan {
                     server: None,
                     room: room.clone(),
@@ -581,7 +645,7 @@ impl State {
         for (key, job) in self.jobs.iter_mut() {
             let empty = match key.server {
                 None => !occupied.contains(&key.room),
-                Some(_) => job.peers.lock().is_empty(),
+                Some(_) => job.peers.is_empty(),
             };
             if !empty {
                 job.empty_since = None;
@@ -655,29 +719,27 @@ impl State {
         let recorder = RoomRecorder::new(plan, self.settings.clone());
         let status = recorder.status();
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let peers: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let id = JobId(self.next_job);
+        self.next_job += 1;
         let task = tokio::spawn(room_task(RoomTaskContext {
+            id,
             key: key.clone(),
             participant,
             recorder,
             commands: commands_rx,
-            own_ids: self.own_ids.clone(),
-            refused: self.refused_until.clone(),
-            notices: self.notices_tx.clone(),
-            joined: joined.clone(),
-            peers: peers.clone(),
+            reports: self.reports_tx.clone(),
         }));
+        self.tasks.insert(id, task);
         let job = Job {
+            id,
             commands,
-            task,
             status,
             recording_started_at: recording.as_ref().map(|_| rfc3339(SystemTime::now())),
             recording,
             relay,
             empty_since: None,
-            joined,
-            peers,
+            joined: false,
+            peers: HashSet::new(),
         };
         self.jobs.insert(key, job);
         self.settings.metrics.rooms_recorded.set(self.jobs.len() as i64);
@@ -701,18 +763,18 @@ impl State {
     }
 
     fn room_views(&self) -> Vec<RoomView> {
-        let own = self.own_ids.lock().clone();
+        let own = &self.own_ids;
         let mut rooms: Vec<RoomView> = self
             .signaling
             .rooms_overview()
             .into_iter()
-            .filter(|(_, members)| members.iter().any(|(id, _)| !own.contains(id)))
+            .filter(|(_, members)| members.iter().any(|(id, _)| !own.contains_key(id)))
             .map(|(room, members)| {
                 let job = self.jobs.get(&RoomKey { server: None, room: room.clone() });
                 RoomView {
                     members: members
                         .into_iter()
-                        .map(|(id, name)| MemberView { gateway: own.contains(&id), id, name })
+                        .map(|(id, name)| MemberView { gateway: own.contains_key(&id), id, name })
                         .collect(),
                     recording: job.and_then(recording_view),
                     relay: job.and_then(relay_view),
@@ -731,11 +793,10 @@ impl State {
         keys.into_iter()
             .map(|key| {
                 let job = &self.jobs[key];
-                let joined = job.joined.load(std::sync::atomic::Ordering::Relaxed);
                 SessionView {
                     server: key.server.clone(),
                     room: key.room.clone(),
-                    state: if joined { "joined" } else { "joining" },
+                    state: if job.joined { "joined" } else { "joining" },
                     error: None,
                     recording: recording_view(job),
                     relay: relay_view(job),
@@ -789,54 +850,41 @@ fn stream_views(job: &Job) -> Vec<StreamView> {
 }
 
 struct RoomTaskContext {
+    id: JobId,
     key: RoomKey,
     participant: Participant,
     recorder: RoomRecorder,
     commands: mpsc::UnboundedReceiver<RoomCommand>,
-    own_ids: Arc<Mutex<HashSet<String>>>,
-    refused: Arc<Mutex<HashMap<RoomKey, Instant>>>,
-    notices: mpsc::UnboundedSender<(RoomKey, RoomNotice)>,
-    joined: Arc<std::sync::atomic::AtomicBool>,
-    peers: Arc<Mutex<HashSet<String>>>,
+    reports: mpsc::UnboundedSender<Report>,
 }
 
-/// One room's participant, from joining to leaving.
-async fn room_task(c: RoomTaskContext) -> Outcome {
-    let mut my_ids = Vec::new();
-    let key = c.key.clone();
-    let (outcome, reports) = run_room(c.participant, c.recorder, c.commands, |observed| match observed {
-        Observed::Event(ParticipantEvent::Joined { own_id, .. }) => {
-            c.joined.store(true, std::sync::atomic::Ordering::Relaxed);
-            if key.server.is_none() {
-                c.own_ids.lock().insert(own_id.clone());
+/// One room's participant, from joining to leaving. It tells the controller
+/// what happens and, last, that it ended (also when the run panicked).
+async fn room_task(c: RoomTaskContext) {
+    let (id, key, reports) = (c.id, c.key.clone(), c.reports.clone());
+    let report = move |report: RoomReport| {
+        let _ = reports.send(Report { job: id, key: key.clone(), report });
+    };
+    let report_events = report.clone();
+    let run = run_room(c.participant, c.recorder, c.commands, move |observed| {
+        if let Some(r) = RoomReport::of(observed) {
+            report_events(r);
+        }
+    });
+    let outcome = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+        Ok((outcome, outputs)) => {
+            if let Outcome::Refused(reason) = &outcome {
+                tracing::warn!(room = %c.key.room, server = ?c.key.server, %reason, "the gateway's participant was refused");
             }
-            my_ids.push(own_id.clone());
+            tracing::info!(room = %c.key.room, server = ?c.key.server, ?outcome, outputs = outputs.len(), "left the room");
+            Some(outcome)
         }
-        Observed::Event(ParticipantEvent::PeerConnected(PeerInfo { id, .. })) => {
-            c.peers.lock().insert(id.clone());
+        Err(_) => {
+            tracing::error!(room = %c.key.room, server = ?c.key.server, "the room task panicked");
+            None
         }
-        Observed::Event(ParticipantEvent::PeerDisconnected { peer, .. }) => {
-            c.peers.lock().remove(&peer.id);
-        }
-        Observed::Event(ParticipantEvent::SignalingLost { .. }) => c.peers.lock().clear(),
-        Observed::Event(_) => {}
-        Observed::Notice(notice) => {
-            let _ = c.notices.send((key.clone(), notice));
-        }
-    })
-    .await;
-    {
-        let mut ids = c.own_ids.lock();
-        for id in &my_ids {
-            ids.remove(id);
-        }
-    }
-    if let Outcome::Refused(reason) = &outcome {
-        tracing::warn!(room = %key.room, server = ?key.server, %reason, "the gateway's participant was refused");
-        c.refused.lock().insert(key.clone(), Instant::now() + REFUSED_BACKOFF);
-    }
-    tracing::info!(room = %key.room, server = ?key.server, ?outcome, outputs = reports.len(), "left the room");
-    outcome
+    };
+    report(RoomReport::Ended(outcome));
 }
 
 /// Free bytes for unprivileged writers on the volume of `dir` (or of its
