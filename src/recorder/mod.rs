@@ -11,6 +11,7 @@
 //! - [`rules`]: which rooms of our own server to record, with which template and cap.
 //! - [`controller`]: every room the gateway is in — by rule or by API, ours or remote.
 
+pub mod admission;
 pub mod chat_log;
 pub mod controller;
 pub mod manifest;
