@@ -7,10 +7,12 @@
 //! `--clients` hostile socket.io clients (30) each loop for `--seconds` (20):
 //! `join-room` a fresh room, wait for `join-ok` (or `join-error`), stay
 //! `--hold-ms` (250), `leave-room` — creating rooms as fast as the server
-//! lets them. They never answer `#rtcio:init-offer` or any envelope. While
-//! the flood runs, one honest publisher (this crate's participant with a
-//! VP8 + Opus test source) joins its own room and publishes for
-//! `--honest-seconds`. Afterwards the clients disconnect and the benchmark
+//! lets them. They never answer `#rtcio:init-offer` or any envelope. One
+//! honest publisher (this crate's participant with a VP8 + Opus test source)
+//! joins its own room just before the flood starts (everything here comes
+//! from 127.0.0.1, and the per-address room-creation limit would rightly
+//! refuse it a room once the flood has used the address's burst) and
+//! publishes for `--honest-seconds` while the flood runs. Afterwards the clients disconnect and the benchmark
 //! waits until the recorder has left every room (`rooms_recorded` = 0, no
 //! session listed by the API) plus `--settle-secs`, then prints:
 //!
@@ -67,7 +69,7 @@ struct Args {
     /// How long a hostile client stays in each room it creates, ms.
     #[arg(long, default_value_t = 250)]
     hold_ms: u64,
-    /// Seconds the honest publisher publishes (it starts 2 s into the flood).
+    /// Seconds the honest publisher publishes (from just before the flood starts).
     #[arg(long, default_value_t = 12)]
     honest_seconds: u64,
     /// After the recorder left every room, wait this long before the "after" reading.
@@ -165,9 +167,14 @@ async fn hostile(
     c.abort();
 }
 
-/// The honest publisher: joins `room`, publishes a camera for `seconds`, leaves.
-/// Returns whether the recorder connected to it.
-async fn honest(url: String, room: String, seconds: u64) -> anyhow::Result<bool> {
+/// The honest publisher: joins `room` (then says so on `joined`), publishes a
+/// camera for `seconds`, leaves. Returns whether the recorder connected to it.
+async fn honest(
+    url: String,
+    room: String,
+    seconds: u64,
+    joined: tokio::sync::oneshot::Sender<()>,
+) -> anyhow::Result<bool> {
     let metrics = Metrics::new();
     let config = ParticipantConfig {
         link: LinkConfig { server: url, room, name: "honest".into(), password: None, token: None },
@@ -182,8 +189,19 @@ async fn honest(url: String, room: String, seconds: u64) -> anyhow::Result<bool>
         ..Default::default()
     })?;
     p.publish(media.stream("cam", "camera", None))?;
-    let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
     let mut recorder = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, p.next_event()).await {
+            Ok(Some(ParticipantEvent::Joined { .. })) => break,
+            Ok(Some(ParticipantEvent::Refused { reason })) => bail!("the honest publisher was refused: {reason}"),
+            Ok(Some(_)) => {}
+            Ok(None) => bail!("the honest publisher stopped before joining"),
+            Err(_) => bail!("the honest publisher did not join within 10 s"),
+        }
+    }
+    let _ = joined.send(());
+    let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
     loop {
         match tokio::time::timeout_at(until, p.next_event()).await {
             Ok(Some(ParticipantEvent::PeerConnected(peer))) if peer.name.contains("recorder") => recorder = true,
@@ -244,17 +262,17 @@ async fn round(args: &Args, http: &reqwest::Client, r: usize) -> anyhow::Result<
     let stop = Arc::new(AtomicBool::new(false));
     let created = Arc::new(AtomicU64::new(0));
     let hold = Duration::from_millis(args.hold_ms);
+    let honest_room = format!("honest-{}-{r}", args.label);
+    let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
+    let honest_task =
+        tokio::spawn(honest(args.url.clone(), honest_room.clone(), args.honest_seconds, joined_tx));
+    if joined_rx.await.is_err() {
+        honest_task.await??;
+        bail!("the honest publisher never joined");
+    }
     let clients: Vec<_> = (0..args.clients)
         .map(|i| tokio::spawn(hostile(args.url.clone(), i, r, hold, stop.clone(), created.clone())))
         .collect();
-    let honest_room = format!("honest-{}-{r}", args.label);
-    let honest_task = {
-        let (url, room, secs) = (args.url.clone(), honest_room.clone(), args.honest_seconds);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            honest(url, room, secs).await
-        })
-    };
     // Sample the rooms gauge and RSS while the flood runs and drains.
     let started = Instant::now();
     let flood_end = started + Duration::from_secs(args.seconds);
