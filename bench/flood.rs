@@ -264,8 +264,7 @@ async fn round(args: &Args, http: &reqwest::Client, r: usize) -> anyhow::Result<
     let hold = Duration::from_millis(args.hold_ms);
     let honest_room = format!("honest-{}-{r}", args.label);
     let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
-    let honest_task =
-        tokio::spawn(honest(args.url.clone(), honest_room.clone(), args.honest_seconds, joined_tx));
+    let honest_task = tokio::spawn(honest(args.url.clone(), honest_room.clone(), args.honest_seconds, joined_tx));
     if joined_rx.await.is_err() {
         honest_task.await??;
         bail!("the honest publisher never joined");

@@ -4,9 +4,10 @@
 # publisher from CPU 1, in the same run:
 #   baseline      admission off: every room joined at once, no caps, no
 #                 per-address room-creation limit (the behaviour before it existed)
-#   admission     the default configuration
-#   no-addr-limit the default recorder admission without the per-address limit
-#                 (a flood from many addresses: only the recorder's own policy acts)
+#   admission     the default configuration, with loopback clients limited per
+#                 address as remote clients are (everything here is on 127.0.0.1)
+#   no-addr-limit the default configuration as it treats loopback: no per-address
+#                 limit (a flood from many addresses: only the recorder's own policy acts)
 # Usage: bench/run-flood.sh [extra args for bench/flood.rs, e.g. --rounds 2 --hold-ms 2500]
 # Environment: CONFIGS="baseline admission no-addr-limit" (default), PORT=3902.
 set -euo pipefail
@@ -27,7 +28,9 @@ config_env() {
     baseline) echo RTCIO_GATEWAY_RECORDING__JOIN_AFTER_MS=0 RTCIO_GATEWAY_RECORDING__MAX_ROOMS=0 \
       RTCIO_GATEWAY_RECORDING__MAX_UNANSWERED_ROOMS=0 RTCIO_GATEWAY_RECORDING__UNANSWERED_LEAVE_SECS=0 \
       RTCIO_GATEWAY_SIGNALING__ROOM_CREATIONS_PER_MINUTE=0 ;;
-    admission) echo ;;
+    # The flood and the honest publisher are on 127.0.0.1, which the per-address
+    # limit leaves alone by default: limit it here, as remote clients would be.
+    admission) echo RTCIO_GATEWAY_SIGNALING__ROOM_CREATIONS_LIMIT_LOOPBACK=true ;;
     no-addr-limit) echo RTCIO_GATEWAY_SIGNALING__ROOM_CREATIONS_PER_MINUTE=0 ;;
     *) echo "unknown configuration $1" >&2; exit 1 ;;
   esac

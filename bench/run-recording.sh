@@ -5,8 +5,7 @@
 #   e.g. bench/run-recording.sh --streams 10,25 --seconds 20
 # Environment: STREAMS="10 25 50 100" (default), SECONDS_PER_N=20, PORT=3901,
 # KEEP=1 keeps the recordings directory.
-# Rate limiting and the per-address room-creation limit are turned off (many
-# publishers' ICE trickle and rooms from one address);
+# Rate limiting is turned off (many publishers' ICE trickle from one address);
 # WebRTC is bound to loopback; everything else is the default configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +21,7 @@ PORT=${PORT:-3901}
 STREAMS=${STREAMS:-10 25 50 100}
 SECONDS_PER_N=${SECONDS_PER_N:-20}
 REC=$(mktemp -d /tmp/rtcio-bench-recordings.XXXXXX)
-RTCIO_GATEWAY_SIGNALING__RATE_LIMIT_PER_SEC=0 RTCIO_GATEWAY_SIGNALING__ROOM_CREATIONS_PER_MINUTE=0 RTCIO_GATEWAY_RECORDING__UDP_BIND=127.0.0.1 \
+RTCIO_GATEWAY_SIGNALING__RATE_LIMIT_PER_SEC=0 RTCIO_GATEWAY_RECORDING__UDP_BIND=127.0.0.1 \
 RTCIO_GATEWAY_LOG__LEVEL=${GATEWAY_LOG:-warn,rtc=error,rtc_ice=error,rtc_dtls=error} \
   taskset -c 0 target/release/rtcio-gateway serve --listen 127.0.0.1:$PORT --recordings "$REC" &
 GW=$!

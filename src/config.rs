@@ -78,7 +78,10 @@ pub struct SignalingConfig {
     /// Rooms one client address (IPv4 address, IPv6 /64) may create per
     /// minute, in bursts of as many (join-error room-creation-limited beyond
     /// it); joining a room that exists is never limited. 0 = unlimited.
+    /// Clients on loopback are not limited unless `room_creations_limit_loopback`.
     pub room_creations_per_minute: u32,
+    /// Limit loopback clients too (tests and benchmarks that stand in for remote clients).
+    pub room_creations_limit_loopback: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +132,7 @@ impl Default for SignalingConfig {
             ping_timeout_secs: 20,
             outgoing_buffer_packets: 1024,
             room_creations_per_minute: 30,
+            room_creations_limit_loopback: false,
         }
     }
 }

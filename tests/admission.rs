@@ -57,9 +57,10 @@ async fn flooder(gw_url: String, index: usize, hold: Duration, stop: Arc<AtomicB
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_flood_joins_nothing_while_an_honest_room_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    // The default admission policy; the flood comes from one address here, so
-    // the per-address limit is off to let the recorder's own policy face it.
-    let gw = recording_gateway(dir.path(), |c| c.signaling.room_creations_per_minute = 0).await;
+    // The default configuration: the flood comes from loopback, which the
+    // per-address room-creation limit leaves alone, so the recorder's own
+    // policy faces it (as it would a flood from many addresses).
+    let gw = recording_gateway(dir.path(), |_| {}).await;
     let stop = Arc::new(AtomicBool::new(false));
     let created = Arc::new(AtomicU64::new(0));
     let flood: Vec<_> = (0..10)
@@ -180,8 +181,24 @@ async fn rooms_over_the_unanswered_cap_wait_and_an_unanswered_room_is_left_as_it
 }
 
 #[tokio::test]
+async fn loopback_clients_are_not_limited_by_default() {
+    let gw = start_with(|c| c.signaling.room_creations_per_minute = 1).await;
+    let mut c = connect(&gw).await;
+    for i in 0..5 {
+        c.emit("join-room", &json!({"roomId": format!("r{i}"), "name": "x"})).unwrap();
+        c.expect("join-ok", WAIT).await.expect("join-ok");
+    }
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn room_creation_is_limited_per_address_but_joining_is_not() {
-    let gw = start_with(|c| c.signaling.room_creations_per_minute = 3).await;
+    let gw = start_with(|c| {
+        c.signaling.room_creations_per_minute = 3;
+        // This test's clients stand in for remote ones.
+        c.signaling.room_creations_limit_loopback = true;
+    })
+    .await;
     let mut c = connect(&gw).await;
     for room in ["a", "b", "c"] {
         c.emit("join-room", &json!({"roomId": room, "name": "x"})).unwrap();

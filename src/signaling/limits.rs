@@ -47,11 +47,14 @@ impl TokenBucket {
 
 /// Rooms each client address may create: a token bucket per address
 /// (IPv4 address, IPv6 /64 — one host's usual share), refilled at
-/// `per_minute` a minute, bursts of as many. Buckets that refilled are
-/// forgotten, so the map holds only addresses that created rooms lately.
+/// `per_minute` a minute, bursts of as many. Loopback clients (a reverse
+/// proxy on the same host, the gateway's own participant) are not limited
+/// unless `limit_loopback`. Buckets that refilled are forgotten, so the map
+/// holds only addresses that created rooms lately.
 #[derive(Debug)]
 pub struct RoomCreationLimiter {
     per_minute: u32,
+    limit_loopback: bool,
     buckets: HashMap<IpAddr, TokenBucket>,
     last_sweep: Option<Instant>,
 }
@@ -61,13 +64,16 @@ impl RoomCreationLimiter {
     pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
     /// `per_minute == 0` means unlimited.
-    pub fn new(per_minute: u32) -> Self {
-        Self { per_minute, buckets: HashMap::new(), last_sweep: None }
+    pub fn new(per_minute: u32, limit_loopback: bool) -> Self {
+        Self { per_minute, limit_loopback, buckets: HashMap::new(), last_sweep: None }
     }
 
     /// May `addr` create one more room now?
     pub fn allow(&mut self, addr: IpAddr, now: Instant) -> bool {
-        if self.per_minute == 0 {
+        let key = address_key(addr);
+        // (`::1` itself, and IPv4 loopback also when mapped into IPv6.)
+        let loopback = addr.is_loopback() || key.is_loopback();
+        if self.per_minute == 0 || (loopback && !self.limit_loopback) {
             return true;
         }
         if self.last_sweep.is_none_or(|t| now.saturating_duration_since(t) >= Self::SWEEP_EVERY) {
@@ -75,7 +81,7 @@ impl RoomCreationLimiter {
             self.buckets.retain(|_, b| !b.is_full(now));
         }
         let (rate, burst) = (f64::from(self.per_minute) / 60.0, self.per_minute);
-        self.buckets.entry(address_key(addr)).or_insert_with(|| TokenBucket::new(rate, burst, now)).try_take(now)
+        self.buckets.entry(key).or_insert_with(|| TokenBucket::new(rate, burst, now)).try_take(now)
     }
 
     /// Addresses remembered now.
@@ -175,7 +181,7 @@ mod tests {
     #[test]
     fn room_creations_are_limited_per_address_and_refill() {
         let t0 = Instant::now();
-        let mut l = RoomCreationLimiter::new(30);
+        let mut l = RoomCreationLimiter::new(30, false);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         assert_eq!((0..100).filter(|_| l.allow(a, t0)).count(), 30, "a burst of per_minute");
@@ -189,7 +195,7 @@ mod tests {
     #[test]
     fn ipv6_hosts_share_their_64_and_mapped_ipv4_is_ipv4() {
         let t0 = Instant::now();
-        let mut l = RoomCreationLimiter::new(2);
+        let mut l = RoomCreationLimiter::new(2, false);
         let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
@@ -204,7 +210,7 @@ mod tests {
     #[test]
     fn refilled_addresses_are_forgotten() {
         let t0 = Instant::now();
-        let mut l = RoomCreationLimiter::new(60);
+        let mut l = RoomCreationLimiter::new(60, false);
         for i in 0..1000u32 {
             assert!(l.allow(IpAddr::from(i.to_be_bytes()), t0));
         }
@@ -215,9 +221,21 @@ mod tests {
     }
 
     #[test]
+    fn loopback_clients_are_limited_only_when_asked() {
+        let t0 = Instant::now();
+        for addr in ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"] {
+            let addr: IpAddr = addr.parse().unwrap();
+            let mut exempt = RoomCreationLimiter::new(1, false);
+            assert!((0..100).all(|_| exempt.allow(addr, t0)), "{addr}");
+            let mut limited = RoomCreationLimiter::new(1, true);
+            assert!(limited.allow(addr, t0) && !limited.allow(addr, t0), "{addr}");
+        }
+    }
+
+    #[test]
     fn zero_room_creations_per_minute_is_unlimited() {
         let t0 = Instant::now();
-        let mut l = RoomCreationLimiter::new(0);
+        let mut l = RoomCreationLimiter::new(0, true);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert!((0..10_000).all(|_| l.allow(a, t0)));
         assert_eq!(l.tracked(), 0);

@@ -47,7 +47,10 @@ impl Signaling {
             max_members_per_room: config.max_members_per_room,
             max_rooms_per_socket: config.max_rooms_per_socket,
         };
-        let room_creations = Mutex::new(limits::RoomCreationLimiter::new(config.room_creations_per_minute));
+        let room_creations = Mutex::new(limits::RoomCreationLimiter::new(
+            config.room_creations_per_minute,
+            config.room_creations_limit_loopback,
+        ));
         Arc::new(Self {
             io: OnceLock::new(),
             registry: RwLock::new(Registry::new()),
