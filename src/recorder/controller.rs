@@ -325,7 +325,33 @@ impl Controller {
         let cancel = CancellationToken::new();
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
-        let state = State {
+        let state = State::new(signaling, planner, join, settings, participant_metrics, config, reports_tx);
+        let task = tokio::spawn(state.run(cancel.clone(), requests_rx, reports_rx));
+        Controller { cancel, task, handle: ControlHandle { requests } }
+    }
+
+    pub fn handle(&self) -> ControlHandle {
+        self.handle.clone()
+    }
+
+    /// Finalise every recording and leave every room.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+impl State {
+    fn new(
+        signaling: Arc<Signaling>,
+        planner: Planner,
+        join: SelfJoin,
+        settings: OutputSettings,
+        participant_metrics: ParticipantMetrics,
+        config: &Config,
+        reports_tx: mpsc::UnboundedSender<Report>,
+    ) -> State {
+        State {
             signaling,
             planner,
             join,
@@ -344,23 +370,9 @@ impl Controller {
             admission: Admission::new(admission_config(&config.recording)),
             ended_since_release: 0,
             last_release: None,
-        };
-        let task = tokio::spawn(state.run(cancel.clone(), requests_rx, reports_rx));
-        Controller { cancel, task, handle: ControlHandle { requests } }
+        }
     }
 
-    pub fn handle(&self) -> ControlHandle {
-        self.handle.clone()
-    }
-
-    /// Finalise every recording and leave every room.
-    pub async fn stop(self) {
-        self.cancel.cancel();
-        let _ = self.task.await;
-    }
-}
-
-impl State {
     async fn run(
         mut self,
         cancel: CancellationToken,
@@ -1040,6 +1052,103 @@ mod tests {
     fn free_space_is_found_for_a_directory_not_created_yet() {
         let dir = tempfile::tempdir().unwrap();
         assert!(free_bytes(&dir.path().join("not/yet")).unwrap() > 0);
+    }
+
+    /// A controller state with nothing running (no task is spawned).
+    fn state() -> State {
+        gstreamer::init().unwrap();
+        let config = Config::default();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let signaling = Signaling::new(config.signaling.clone(), None, metrics.clone());
+        let templates = Arc::new(crate::media::templates::TemplateSet::load(None).unwrap());
+        let join = SelfJoin {
+            server_url: "http://127.0.0.1:1".into(),
+            name: "recorder".into(),
+            token: None,
+            channels: Vec::new(),
+            udp_bind: "127.0.0.1".parse().unwrap(),
+        };
+        State::new(
+            signaling,
+            Planner::from_config(&config).unwrap(),
+            join,
+            output_settings(&config, templates, metrics.media.clone(), None),
+            metrics.participant.clone(),
+            &config,
+            mpsc::unbounded_channel().0,
+        )
+    }
+
+    fn job(id: u64) -> Job {
+        Job {
+            id: JobId(id),
+            commands: mpsc::unbounded_channel().0,
+            status: RoomStatus::default(),
+            recording: None,
+            recording_started_at: None,
+            relay: None,
+            empty_since: None,
+            joined: false,
+            peers: HashSet::new(),
+        }
+    }
+
+    fn report(st: &mut State, job: u64, room: &str, report: RoomReport) {
+        st.on_report(Report { job: JobId(job), key: RoomKey { server: None, room: room.into() }, report });
+    }
+
+    #[test]
+    fn a_replaced_jobs_late_reports_never_touch_its_successor() {
+        let mut st = state();
+        let key = RoomKey { server: None, room: "r".into() };
+        // Job 1 was in the room and is finalising; job 2 now holds the room.
+        st.jobs.insert(key.clone(), job(2));
+        report(&mut st, 1, "r", RoomReport::Joined { own_id: "old".into() });
+        report(&mut st, 2, "r", RoomReport::Joined { own_id: "new".into() });
+        report(&mut st, 1, "r", RoomReport::PeerConnected { peer: "p".into() });
+        report(&mut st, 2, "r", RoomReport::PeerConnected { peer: "q".into() });
+        report(&mut st, 1, "r", RoomReport::SignalingLost);
+        let current = &st.jobs[&key];
+        assert!(current.joined);
+        assert_eq!(current.peers, HashSet::from(["q".to_string()]), "job 1's peers and loss are its own");
+        // Job 1's socket is still one of ours (it has not left yet): not a member.
+        assert_eq!(st.own_ids.get("old"), Some(&JobId(1)));
+        // Job 1 ends: job 2 stays in charge, only job 1's socket id is forgotten.
+        report(&mut st, 1, "r", RoomReport::Ended(Some(Outcome::Stopped("room-empty".into()))));
+        assert_eq!(st.jobs.get(&key).map(|j| j.id), Some(JobId(2)));
+        assert_eq!(st.own_ids.keys().collect::<Vec<_>>(), ["new"]);
+        // A late notice of job 1 changes nothing either.
+        st.jobs.get_mut(&key).unwrap().recording = Some(st.planner.record_spec("r", "rule", None));
+        report(&mut st, 1, "r", RoomReport::Notice(RoomNotice::CapReached("size-cap")));
+        assert!(st.jobs[&key].recording.is_some());
+        assert!(!st.overrides.contains_key("r"));
+        // Its own notice does.
+        report(&mut st, 2, "r", RoomReport::Notice(RoomNotice::CapReached("size-cap")));
+        assert!(st.jobs[&key].recording.is_none());
+        assert_eq!(st.overrides["r"].recording, Some(false));
+        // Job 2 ends by itself: the room has no job, nothing of ours is left in it.
+        report(&mut st, 2, "r", RoomReport::Ended(Some(Outcome::Stopped("participant-ended".into()))));
+        assert!(st.jobs.is_empty() && st.own_ids.is_empty());
+    }
+
+    #[test]
+    fn a_refused_remote_job_is_listed_as_refused_and_its_room_backs_off() {
+        let mut st = state();
+        let key = RoomKey { server: Some("https://other.example".into()), room: "locked".into() };
+        st.jobs.insert(key.clone(), job(7));
+        st.on_report(Report {
+            job: JobId(7),
+            key: key.clone(),
+            report: RoomReport::Ended(Some(Outcome::Refused("wrong-password".into()))),
+        });
+        assert!(st.jobs.is_empty());
+        let (_, state, why) = &st.ended[&key];
+        assert_eq!((*state, why.as_str()), ("refused", "wrong-password"));
+        assert!(st.refused_until.contains_key(&key));
+        // A panicked task is "left" with a reason.
+        st.jobs.insert(key.clone(), job(8));
+        st.on_report(Report { job: JobId(8), key: key.clone(), report: RoomReport::Ended(None) });
+        assert_eq!(st.ended[&key].1, "left");
     }
 
     #[test]
