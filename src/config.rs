@@ -75,6 +75,13 @@ pub struct SignalingConfig {
     pub ping_timeout_secs: u64,
     /// Packets queued per socket before further sends to it are dropped.
     pub outgoing_buffer_packets: usize,
+    /// Rooms one client address (IPv4 address, IPv6 /64) may create per
+    /// minute, in bursts of as many (join-error room-creation-limited beyond
+    /// it); joining a room that exists is never limited. 0 = unlimited.
+    /// Clients on loopback are not limited unless `room_creations_limit_loopback`.
+    pub room_creations_per_minute: u32,
+    /// Limit loopback clients too (tests and benchmarks that stand in for remote clients).
+    pub room_creations_limit_loopback: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +131,8 @@ impl Default for SignalingConfig {
             ping_interval_secs: 25,
             ping_timeout_secs: 20,
             outgoing_buffer_packets: 1024,
+            room_creations_per_minute: 30,
+            room_creations_limit_loopback: false,
         }
     }
 }
@@ -160,6 +169,15 @@ pub struct RecordingConfig {
     /// A room left with no members is still recorded this long (its
     /// participant stays) before the recording stops, seconds.
     pub empty_room_grace_secs: u64,
+    /// Join a room (by rule) only once it has had members for this long, ms; 0 = at once.
+    pub join_after_ms: u64,
+    /// Rooms the recording participant is in at once by rule; more wait. 0 = unlimited.
+    pub max_rooms: usize,
+    /// Of those, rooms where no peer has connected to it yet; more wait. 0 = unlimited.
+    pub max_unanswered_rooms: usize,
+    /// Leave a room whose members leave the participant without a connected
+    /// peer this long (and join again only when someone new arrives), s; 0 = never.
+    pub unanswered_leave_secs: u64,
     /// Stop recording a room once its files in this recording hold this many bytes; 0 = no cap.
     pub max_room_bytes: u64,
     /// Stop recording a room after this many seconds; 0 = no cap.
@@ -239,6 +257,10 @@ impl Default for RecordingConfig {
             finish_timeout_secs: 5,
             udp_bind: IpAddr::from([0, 0, 0, 0]),
             empty_room_grace_secs: 10,
+            join_after_ms: 2000,
+            max_rooms: 200,
+            max_unanswered_rooms: 20,
+            unanswered_leave_secs: 15,
             max_room_bytes: 0,
             max_room_duration_secs: 0,
             rules: Vec::new(),
@@ -380,6 +402,15 @@ impl Config {
         }
         if r.empty_room_grace_secs > 86_400 {
             return Err(invalid("recording.empty_room_grace_secs", "must be at most 86400"));
+        }
+        if r.join_after_ms > 60_000 {
+            return Err(invalid("recording.join_after_ms", "must be at most 60000"));
+        }
+        if r.max_rooms > 0 && r.max_unanswered_rooms > r.max_rooms {
+            return Err(invalid("recording.max_unanswered_rooms", "must not be above recording.max_rooms"));
+        }
+        if r.unanswered_leave_secs > 86_400 {
+            return Err(invalid("recording.unanswered_leave_secs", "must be at most 86400"));
         }
         for (i, rule) in r.rules.iter().enumerate() {
             let key = format!("recording.rules[{i}]");
@@ -557,6 +588,14 @@ mod tests {
         let mut c = Config::default();
         c.signaling.rate_limit_burst = 0;
         assert!(c.validate().unwrap_err().to_string().contains("signaling.rate_limit_burst"));
+        let mut c = Config::default();
+        c.recording.max_unanswered_rooms = c.recording.max_rooms + 1;
+        assert!(c.validate().unwrap_err().to_string().contains("recording.max_unanswered_rooms"));
+        c.recording.max_rooms = 0;
+        c.validate().unwrap();
+        let mut c = Config::default();
+        c.recording.join_after_ms = 60_001;
+        assert!(c.validate().unwrap_err().to_string().contains("recording.join_after_ms"));
     }
 
     #[test]

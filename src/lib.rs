@@ -13,6 +13,7 @@
 //! - [`server`]: binds, runs and gracefully shuts down one gateway instance.
 //! - [`sio_client`]: a small socket.io v4 WebSocket client (tests, benchmarks, the participant).
 //! - [`recorder`]: recordings (files + manifests), relays and chat logs of rooms.
+//! - [`memory`]: hands freed heap memory back to the OS (after room floods).
 
 pub mod api;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod media;
+pub mod memory;
 pub mod metrics;
 pub mod participant;
 pub mod protocol;

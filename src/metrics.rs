@@ -306,6 +306,10 @@ pub struct MediaMetrics {
     pub recordings_free_bytes: IntGauge,
     /// Rooms the gateway's own participant is in to record or relay.
     pub rooms_recorded: IntGauge,
+    /// Rooms not joined, kept waiting or left by the admission policy, by reason.
+    pub admission_refusals_total: IntCounterVec,
+    /// Rooms that could be joined but wait for a slot (a cap is reached).
+    pub rooms_waiting: IntGauge,
     /// Longest time since an active recording last got media.
     pub recording_data_age_seconds: Gauge,
     /// Longest current wait of a video output for its first keyframe.
@@ -365,6 +369,17 @@ impl MediaMetrics {
                 "rooms_recorded",
                 "Rooms the gateway's participant is in to record or relay",
             ),
+            admission_refusals_total: counter_vec(
+                registry,
+                "recorder_admission_refusals_total",
+                "Rooms the recorder did not join, kept waiting (counted once per wait) or left, by reason",
+                &["reason"],
+            ),
+            rooms_waiting: gauge(
+                registry,
+                "recorder_rooms_waiting",
+                "Rooms the recorder would join but that wait for a slot (recording.max_rooms or max_unanswered_rooms reached)",
+            ),
             recording_data_age_seconds: float_gauge(
                 registry,
                 "recording_data_age_seconds",
@@ -387,6 +402,9 @@ impl MediaMetrics {
         }
         for result in ["finished", "failed"] {
             m.recordings_total.with_label_values(&[result]);
+        }
+        for reason in crate::recorder::admission::Refusal::ALL {
+            m.admission_refusals_total.with_label_values(&[reason.as_str()]);
         }
         m
     }

@@ -371,7 +371,12 @@ mod tests {
         assert!(all_lost(&drops), "{drops:?}");
         let pipeline = output.pipeline.clone();
         let states = move || -> Vec<String> {
-            pipeline.iterate_elements().into_iter().flatten().map(|e| format!("{}: {:?}", e.name(), e.current_state())).collect()
+            pipeline
+                .iterate_elements()
+                .into_iter()
+                .flatten()
+                .map(|e| format!("{}: {:?}", e.name(), e.current_state()))
+                .collect()
         };
         let before = states();
         assert!(output.finish(BOUND).await, "EOS did not reach the end of the pipeline; states before: {before:?}");

@@ -109,16 +109,20 @@ pub enum JoinErrorReason {
     RoomFull,
     /// The socket is already in `max_rooms_per_socket` rooms (gateway hardening).
     TooManyRooms,
+    /// The room does not exist and the client's address created
+    /// `room_creations_per_minute` rooms lately (gateway hardening).
+    RoomCreationLimited,
 }
 
 impl JoinErrorReason {
-    pub const ALL: [JoinErrorReason; 6] = [
+    pub const ALL: [JoinErrorReason; 7] = [
         Self::InvalidRoom,
         Self::InvalidName,
         Self::PasswordRequired,
         Self::WrongPassword,
         Self::RoomFull,
         Self::TooManyRooms,
+        Self::RoomCreationLimited,
     ];
 
     /// The wire string, also used as the `result` label of the joins metric.
@@ -130,6 +134,7 @@ impl JoinErrorReason {
             Self::WrongPassword => "wrong-password",
             Self::RoomFull => "room-full",
             Self::TooManyRooms => "too-many-rooms",
+            Self::RoomCreationLimited => "room-creation-limited",
         }
     }
 }

@@ -9,8 +9,10 @@
 //! - [`runner`]: a participant feeding a room recorder until stopped.
 //! - [`status`]: what a room's streams and outputs are doing now (read by the API and gauges).
 //! - [`rules`]: which rooms of our own server to record, with which template and cap.
+//! - [`admission`]: which rooms of our own server get a participant by rule, and when one is given up (sans-IO).
 //! - [`controller`]: every room the gateway is in — by rule or by API, ours or remote.
 
+pub mod admission;
 pub mod chat_log;
 pub mod controller;
 pub mod manifest;

@@ -55,6 +55,50 @@ pub enum RoomNotice {
     CapReached(&'static str),
 }
 
+/// What a room run tells its owner, in order; [`RoomReport::Ended`] comes
+/// last. The owner keeps its own picture of the room from these alone (the
+/// room run shares no state with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomReport {
+    /// The participant joined (or re-joined after a reconnect) with this socket id.
+    Joined {
+        own_id: String,
+    },
+    /// A peer's ctrl channel opened.
+    PeerConnected {
+        peer: String,
+    },
+    /// A peer that was connected is gone.
+    PeerDisconnected {
+        peer: String,
+    },
+    /// The signaling connection dropped: every peer is gone until a re-join.
+    SignalingLost,
+    Notice(RoomNotice),
+    /// The run is over, with its outcome (`None`: the run panicked).
+    Ended(Option<Outcome>),
+}
+
+impl RoomReport {
+    /// The report an observation of [`run_room`] makes, if any.
+    pub fn of(observed: Observed<'_>) -> Option<RoomReport> {
+        match observed {
+            Observed::Event(ParticipantEvent::Joined { own_id, .. }) => {
+                Some(RoomReport::Joined { own_id: own_id.clone() })
+            }
+            Observed::Event(ParticipantEvent::PeerConnected(peer)) => {
+                Some(RoomReport::PeerConnected { peer: peer.id.clone() })
+            }
+            Observed::Event(ParticipantEvent::PeerDisconnected { peer, .. }) => {
+                Some(RoomReport::PeerDisconnected { peer: peer.id.clone() })
+            }
+            Observed::Event(ParticipantEvent::SignalingLost { .. }) => Some(RoomReport::SignalingLost),
+            Observed::Event(_) => None,
+            Observed::Notice(notice) => Some(RoomReport::Notice(notice)),
+        }
+    }
+}
+
 /// Run until told to stop (or the command sender is dropped) or the
 /// participant is refused. `observe` sees every participant event first and
 /// every [`RoomNotice`].
@@ -134,6 +178,25 @@ pub fn recording_state(recording: bool) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn observations_become_reports() {
+        let peer = crate::participant::events::PeerInfo { id: "p1".into(), name: "alice".into() };
+        let joined = ParticipantEvent::Joined { own_id: "me".into(), members: vec![peer.clone()] };
+        assert_eq!(RoomReport::of(Observed::Event(&joined)), Some(RoomReport::Joined { own_id: "me".into() }));
+        let connected = ParticipantEvent::PeerConnected(peer.clone());
+        assert_eq!(RoomReport::of(Observed::Event(&connected)), Some(RoomReport::PeerConnected { peer: "p1".into() }));
+        let gone = ParticipantEvent::PeerDisconnected { peer, reason: "closed".into() };
+        assert_eq!(RoomReport::of(Observed::Event(&gone)), Some(RoomReport::PeerDisconnected { peer: "p1".into() }));
+        let lost = ParticipantEvent::SignalingLost { reason: "x".into() };
+        assert_eq!(RoomReport::of(Observed::Event(&lost)), Some(RoomReport::SignalingLost));
+        let refused = ParticipantEvent::Refused { reason: "x".into() };
+        assert_eq!(RoomReport::of(Observed::Event(&refused)), None);
+        assert_eq!(
+            RoomReport::of(Observed::Notice(RoomNotice::CapReached("size-cap"))),
+            Some(RoomReport::Notice(RoomNotice::CapReached("size-cap")))
+        );
+    }
 
     #[test]
     fn the_recording_event_says_what_and_who() {

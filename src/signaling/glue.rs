@@ -66,7 +66,14 @@ impl ConnectHandler<LocalAdapter, Inline> for Connector {
             // reply: its connect handler runs only after that reply, and the
             // client's first event (join-room, sent as soon as it is connected)
             // must not find a socket without handlers.
-            let conn = Arc::new(Connection::new(self.sig.clone(), s.id));
+            // The client's address, for the per-address room-creation limit
+            // (axum puts the TCP peer address into every request's extensions).
+            let addr = s
+                .req_parts()
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip());
+            let conn = Arc::new(Connection::new(self.sig.clone(), s.id, addr));
             for kind in EventKind::KNOWN {
                 s.on(kind.name(), EventHandler { conn: conn.clone(), kind });
             }

@@ -76,6 +76,8 @@ type Sock = Socket<LocalAdapter>;
 pub struct Connection {
     sig: Arc<Signaling>,
     sid: Sid,
+    /// The client's address (`None` if the transport did not say).
+    addr: Option<std::net::IpAddr>,
     limits: Mutex<ConnectionLimits>,
 }
 
@@ -92,9 +94,9 @@ struct RoomScoped<'a> {
 }
 
 impl Connection {
-    pub fn new(sig: Arc<Signaling>, sid: Sid) -> Self {
+    pub fn new(sig: Arc<Signaling>, sid: Sid, addr: Option<std::net::IpAddr>) -> Self {
         let bucket = TokenBucket::new(sig.config.rate_limit_per_sec, sig.config.rate_limit_burst, Instant::now());
-        Self { sig, sid, limits: Mutex::new(ConnectionLimits { bucket, notices: NoticeThrottle::default() }) }
+        Self { sig, sid, addr, limits: Mutex::new(ConnectionLimits { bucket, notices: NoticeThrottle::default() }) }
     }
 
     pub fn observe_latency(&self, kind: EventKind, elapsed: Duration) {
@@ -109,7 +111,7 @@ impl Connection {
         };
         let result = match kind {
             EventKind::Message => self.relay(frame),
-            EventKind::JoinRoom => self.join_room(s, frame),
+            EventKind::JoinRoom => self.join_room(s, frame, now),
             EventKind::CheckRoom => self.check_room(s, frame),
             EventKind::LeaveRoom => self.leave_room(frame),
             EventKind::MediaState => self.media_state(frame),
@@ -186,7 +188,7 @@ impl Connection {
     }
 
     /// `join-room {roomId, name, password?}`.
-    fn join_room(&self, s: &Sock, frame: &str) -> Handled {
+    fn join_room(&self, s: &Sock, frame: &str, now: Instant) -> Handled {
         let payload: serde_json::Value = first_arg(frame).unwrap_or(serde_json::Value::Null);
         let cfg = &self.sig.config;
         let room = match validate::room_id(payload.get("roomId"), cfg.max_room_id_chars) {
@@ -205,6 +207,14 @@ impl Connection {
         let io = self.sig.io();
         let me = self.sid.as_str();
         let mut registry = self.sig.registry.write();
+        // Creating a room (joining one that does not exist) is limited per client address.
+        if registry.password(room).is_none()
+            && let Some(addr) = self.addr
+            && !self.sig.room_creations.lock().allow(addr, now)
+        {
+            drop(registry);
+            return self.join_error(s, JoinErrorReason::RoomCreationLimited, Some(room));
+        }
         let joined = match registry.join(self.sid, room, name, password, self.sig.room_limits) {
             Ok(joined) => joined,
             Err(reason) => {

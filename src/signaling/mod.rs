@@ -17,7 +17,7 @@ pub mod limits;
 
 use std::sync::{Arc, OnceLock};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 
@@ -35,6 +35,8 @@ pub struct Signaling {
     room_limits: RoomLimits,
     jwt: Option<JwtVerifier>,
     metrics: Arc<Metrics>,
+    /// Rooms created lately per client address.
+    room_creations: Mutex<limits::RoomCreationLimiter>,
     /// Bumped after every membership change (the auto-recorder watches it).
     membership_changes: tokio::sync::watch::Sender<u64>,
 }
@@ -45,6 +47,10 @@ impl Signaling {
             max_members_per_room: config.max_members_per_room,
             max_rooms_per_socket: config.max_rooms_per_socket,
         };
+        let room_creations = Mutex::new(limits::RoomCreationLimiter::new(
+            config.room_creations_per_minute,
+            config.room_creations_limit_loopback,
+        ));
         Arc::new(Self {
             io: OnceLock::new(),
             registry: RwLock::new(Registry::new()),
@@ -52,6 +58,7 @@ impl Signaling {
             room_limits,
             jwt,
             metrics,
+            room_creations,
             membership_changes: tokio::sync::watch::Sender::new(0),
         })
     }
