@@ -543,6 +543,8 @@ impl StreamTask {
         }
         let mut retry = false;
         for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
+            // Packets held behind a gap or batched go on without waiting for the next ones.
+            active.output.tick();
             if let Some(gate) = active.gate.as_mut() {
                 retry |= gate.on_tick(now);
             }
@@ -660,7 +662,10 @@ impl StreamTask {
         self.next_tag += 1;
         let tag = self.next_tag;
         tracing::debug!(%description, "output pipeline");
-        match Output::start(&description, video_caps.as_ref(), audio_caps.as_ref(), tag, self.events_tx.clone()) {
+        let reorder_window = Duration::from_millis(settings.jitter_latency_ms.into());
+        match Output::start(&description, video_caps.as_ref(), audio_caps.as_ref(), tag, self.events_tx.clone())
+            .map(|o| o.with_reorder_window(reorder_window))
+        {
             Ok(output) => {
                 let now = Instant::now();
                 match &slot.target {
