@@ -83,7 +83,8 @@ pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_millis(200);
 /// Packets held behind gaps at most, per input.
 const MAX_HELD_PACKETS: usize = 512;
 /// An input's packets are handed to its streaming thread at most this often
-/// (one wake-up of that thread per push, however many packets it carries).
+/// (one wake-up of that thread per push, however many packets it carries),
+/// unless [`Output::with_push_every`] says otherwise.
 pub const PUSH_EVERY: Duration = Duration::from_millis(20);
 
 /// One `appsrc` and what stands in front of it: sequence order, presentation
@@ -95,6 +96,7 @@ struct Input {
     /// Released packets not yet pushed, stamped.
     batch: Vec<gst::Buffer>,
     last_push: Option<Duration>,
+    push_every: Duration,
 }
 
 impl Input {
@@ -105,6 +107,7 @@ impl Input {
             clock: RtpClock::new(clock_rate),
             batch: Vec::new(),
             last_push: None,
+            push_every: PUSH_EVERY,
         }
     }
 
@@ -128,7 +131,7 @@ impl Input {
         if self.batch.is_empty() {
             return;
         }
-        let due = self.last_push.is_none_or(|last| now.saturating_sub(last) >= PUSH_EVERY);
+        let due = self.last_push.is_none_or(|last| now.saturating_sub(last) >= self.push_every);
         if !(due || force) {
             return;
         }
@@ -225,11 +228,21 @@ impl Output {
         self
     }
 
+    /// How often each input's batch is handed to its streaming thread at
+    /// most (default [`PUSH_EVERY`]). A recording can wait longer than a
+    /// live relay: fewer, bigger pushes cost fewer wake-ups.
+    pub fn with_push_every(mut self, every: Duration) -> Output {
+        for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
+            input.push_every = every;
+        }
+        self
+    }
+
     /// Queue serialised RTP packets of one input, arrived now. They are put
     /// in sequence order (a packet after a gap waits up to the reorder
     /// window for the gap to fill), stamped with presentation times from
     /// their RTP timestamps, and handed to the input's streaming thread at
-    /// most every [`PUSH_EVERY`], however many there are. Never blocks; a
+    /// most every push period ([`PUSH_EVERY`]), however many there are. Never blocks; a
     /// stalled pipeline drops its oldest data.
     pub fn push(&mut self, kind: MediaKind, packets: impl IntoIterator<Item = Bytes>) {
         let now = self.running_time();
@@ -242,24 +255,23 @@ impl Output {
             input.stamp(&mut released);
         }
         self.released = released;
-        self.release(now, false);
+        self.release(now);
     }
 
     /// Push whatever has waited long enough: gaps open for the reorder
-    /// window, batches not yet handed over. Call it now and then (every
-    /// 100 ms or so) so the last packets before a pause do not wait for the
-    /// next ones.
+    /// window, batches due. Call it now and then (every 100 ms or so) so the
+    /// last packets before a pause do not wait for the next ones.
     pub fn tick(&mut self) {
         let now = self.running_time();
-        self.release(now, true);
+        self.release(now);
     }
 
-    fn release(&mut self, now: Duration, force: bool) {
+    fn release(&mut self, now: Duration) {
         let mut released = std::mem::take(&mut self.released);
         for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
             input.reorder.release_due(now, &mut released);
             input.stamp(&mut released);
-            input.push_batch(now, force);
+            input.push_batch(now, false);
         }
         self.released = released;
     }
