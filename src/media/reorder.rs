@@ -64,10 +64,13 @@ impl<T> Reorder<T> {
             self.lost += ext - self.next.expect("set");
             out.push(item);
             self.next = Some(ext + 1);
-        } else if self.held.contains_key(&ext) {
-            self.late += 1;
         } else {
-            self.held.insert(ext, (now, item));
+            match self.held.entry(ext) {
+                std::collections::btree_map::Entry::Occupied(_) => self.late += 1,
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert((now, item));
+                }
+            }
             while self.held.len() > self.max_held {
                 self.give_up_gap(out);
             }
