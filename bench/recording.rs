@@ -123,6 +123,23 @@ struct ProcStats {
     rss_bytes: u64,
 }
 
+/// Threads of a process and their context switches so far (voluntary +
+/// involuntary, summed over the threads alive now).
+fn thread_stats(pid: &str) -> (usize, u64) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return (0, 0) };
+    let (mut threads, mut switches) = (0, 0);
+    for task in tasks.filter_map(|t| t.ok()) {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
+        threads += 1;
+        switches += status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    (threads, switches)
+}
+
 fn proc_stats(pid: &str) -> anyhow::Result<ProcStats> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th of the line.
@@ -721,6 +738,8 @@ struct Row {
     rss_per_stream_mib: f64,
     loss_pct: f64,
     complete: usize,
+    threads: usize,
+    switches_per_sec: f64,
     notes: Vec<String>,
 }
 
@@ -806,6 +825,7 @@ async fn run_one(args: &Args, capture: Arc<Capture>, n: usize, floor_dir: &Path)
 
     // The steady window.
     let gw_before = proc_stats(&gw_pid)?;
+    let (_, switches_before) = thread_stats(&gw_pid);
     let me_before = proc_stats("self")?;
     let m_before = scrape(&args.url).await?;
     let sent_before = (sent.packets.load(Ordering::Relaxed), sent.bytes.load(Ordering::Relaxed));
@@ -820,6 +840,7 @@ async fn run_one(args: &Args, capture: Arc<Capture>, n: usize, floor_dir: &Path)
         rss_max = rss_max.max(proc_stats(&gw_pid)?.rss_bytes);
     }
     let gw_after = proc_stats(&gw_pid)?;
+    let (threads, switches_after) = thread_stats(&gw_pid);
     let me_after = proc_stats("self")?;
     let m_after = scrape(&args.url).await?;
     let window = w0.elapsed().as_secs_f64();
@@ -842,6 +863,11 @@ async fn run_one(args: &Args, capture: Arc<Capture>, n: usize, floor_dir: &Path)
         gw_after.rss_bytes as f64 / MIB,
         rss_max as f64 / MIB,
         100.0 * (me_after.cpu_secs - me_before.cpu_secs) / window,
+    );
+    let switches_per_sec = switches_after.saturating_sub(switches_before) as f64 / window;
+    println!(
+        "gateway threads {threads}; context switches {switches_per_sec:.0}/s ({:.0}/s per stream)",
+        switches_per_sec / ok.max(1) as f64
     );
     println!(
         "packets: generator sent {sent_packets} ({:.2} Mbit/s per stream), gateway received {received:.0} ({:.2} %), lost {lost:.0}, dropped {dropped:.0}, jitter-buffer drops {jitter:.0}; peer connections lost {disconnects}",
@@ -965,6 +991,8 @@ async fn run_one(args: &Args, capture: Arc<Capture>, n: usize, floor_dir: &Path)
         rss_per_stream_mib,
         loss_pct,
         complete,
+        threads,
+        switches_per_sec,
         notes,
     })
 }
@@ -1015,16 +1043,16 @@ async fn main() -> anyhow::Result<()> {
 
     println!("\n## results ({} s steady window per N; gateway on one core)\n", args.seconds);
     println!(
-        "| N | gateway CPU % (of one core) | CPU per stream (ms CPU/s) | floor per stream (ms CPU/s) | ratio | RSS Δ per stream (MiB) | loss % | files complete |"
+        "| N | gateway CPU % (of one core) | CPU per stream (ms CPU/s) | floor per stream (ms CPU/s) | ratio | RSS Δ per stream (MiB) | loss % | files complete | threads | context switches/s |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let (floor, ratio) = match r.floor_ms_per_stream {
             Some(f) if f > 0.0 => (format!("{f:.2}"), format!("{:.1}×", r.cpu_ms_per_stream / f)),
             _ => ("-".into(), "-".into()),
         };
         println!(
-            "| {}{} | {:.0} | {:.2} | {floor} | {ratio} | {:.2} | {:.3} | {}/{} |",
+            "| {}{} | {:.0} | {:.2} | {floor} | {ratio} | {:.2} | {:.3} | {}/{} | {} | {:.0} |",
             r.n,
             if r.started < r.n { format!(" ({} started)", r.started) } else { String::new() },
             r.gateway_cpu_pct,
@@ -1033,6 +1061,8 @@ async fn main() -> anyhow::Result<()> {
             r.loss_pct,
             r.complete,
             r.n,
+            r.threads,
+            r.switches_per_sec,
         );
     }
     for r in rows.iter().filter(|r| !r.notes.is_empty()) {

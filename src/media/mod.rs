@@ -4,11 +4,15 @@
 //! - [`keyframes`]: keyframe detection in RTP and the PLI policy (sans-IO).
 //! - [`continuity`]: one continuous RTP stream across SSRC changes (sans-IO).
 //! - [`output`]: one running recording/relay pipeline built from a template.
+//! - [`reorder`]: sequence order of an input's RTP packets before a pipeline (sans-IO).
+//! - [`rtp_clock`]: presentation times from RTP timestamps (sans-IO).
 //! - [`templates`]: the pipeline templates of `pipelines/` (loading, validation, choice).
 
 pub mod continuity;
 pub mod keyframes;
 pub mod output;
+pub mod reorder;
+pub mod rtp_clock;
 pub mod source;
 pub mod templates;
 

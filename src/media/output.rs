@@ -2,9 +2,13 @@
 //! template: RTP in through `appsrc name=video|audio`, errors and EOS out
 //! through the bus, keyframe requests out through a pad probe.
 //!
-//! This module owns the GStreamer objects and nothing else: which packets to
-//! push, when to ask for keyframes and what the file is called are decided
-//! by the caller (`recorder::stream`).
+//! This module owns the GStreamer objects and the way packets enter them:
+//! in sequence order ([`Reorder`]), stamped from their RTP timestamps
+//! ([`RtpClock`]) and pushed in batches, at most one wake-up of an input's
+//! streaming thread per [`PUSH_EVERY`]. The built-in templates have no
+//! jitter buffer: this is it, without its two threads and its timers per
+//! input. Which packets to push, when to ask for keyframes and what the file
+//! is called are decided by the caller (`recorder::stream`).
 
 use std::time::Duration;
 
@@ -15,6 +19,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
+use crate::media::reorder::Reorder;
+use crate::media::rtp_clock::RtpClock;
 use crate::participant::events::MediaKind;
 
 /// Payload types we give the packets we push (the caller rewrites them).
@@ -71,13 +77,89 @@ pub enum OutputError {
     Start(String),
 }
 
+/// How long a gap in an input's sequence numbers is waited for before it is
+/// given up, unless [`Output::with_reorder_window`] says otherwise.
+pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_millis(200);
+/// Packets held behind gaps at most, per input.
+const MAX_HELD_PACKETS: usize = 512;
+/// An input's packets are handed to its streaming thread at most this often
+/// (one wake-up of that thread per push, however many packets it carries),
+/// unless [`Output::with_push_every`] says otherwise.
+pub const PUSH_EVERY: Duration = Duration::from_millis(20);
+
+/// One `appsrc` and what stands in front of it: sequence order, presentation
+/// times and the batch not yet pushed.
+struct Input {
+    src: gst_app::AppSrc,
+    reorder: Reorder<(Duration, Bytes)>,
+    clock: RtpClock,
+    /// Released packets not yet pushed, stamped.
+    batch: Vec<gst::Buffer>,
+    last_push: Option<Duration>,
+    push_every: Duration,
+}
+
+impl Input {
+    fn new(src: gst_app::AppSrc, clock_rate: u32) -> Input {
+        Input {
+            src,
+            reorder: Reorder::new(DEFAULT_REORDER_WINDOW, MAX_HELD_PACKETS),
+            clock: RtpClock::new(clock_rate),
+            batch: Vec::new(),
+            last_push: None,
+            push_every: PUSH_EVERY,
+        }
+    }
+
+    /// Stamp released packets and add them to the batch.
+    fn stamp(&mut self, released: &mut Vec<(Duration, Bytes)>) {
+        for (arrival, packet) in released.drain(..) {
+            let Some(timestamp) = rtp_timestamp(&packet) else { continue };
+            let pts = gst::ClockTime::from_nseconds(self.clock.pts(arrival, timestamp).as_nanos() as u64);
+            let mut buffer = gst::Buffer::from_slice(packet);
+            {
+                let buffer = buffer.get_mut().expect("a new buffer is writable");
+                buffer.set_pts(pts);
+                buffer.set_dts(pts);
+            }
+            self.batch.push(buffer);
+        }
+    }
+
+    /// Hand the batch to the streaming thread if it is due (or `force`).
+    fn push_batch(&mut self, now: Duration, force: bool) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let due = self.last_push.is_none_or(|last| now.saturating_sub(last) >= self.push_every);
+        if !(due || force) {
+            return;
+        }
+        self.last_push = Some(now);
+        if self.batch.len() == 1 {
+            let _ = self.src.push_buffer(self.batch.pop().expect("one buffer"));
+            return;
+        }
+        let mut list = gst::BufferList::new_sized(self.batch.len());
+        {
+            let list = list.get_mut().expect("a new list is writable");
+            for buffer in self.batch.drain(..) {
+                list.add(buffer);
+            }
+        }
+        let _ = self.src.push_buffer_list(list);
+    }
+}
+
 /// A running pipeline. Dropping it stops it abruptly; call [`Output::finish`] to finalise.
 pub struct Output {
     pipeline: gst::Pipeline,
-    video: Option<gst_app::AppSrc>,
-    audio: Option<gst_app::AppSrc>,
+    video: Option<Input>,
+    audio: Option<Input>,
     bus_task: tokio::task::JoinHandle<()>,
     eos: tokio::sync::watch::Receiver<bool>,
+    /// Scratch space for released packets.
+    released: Vec<(Duration, Bytes)>,
 }
 
 impl Output {
@@ -94,9 +176,13 @@ impl Output {
         let pipeline = gst::parse::launch(description)?
             .downcast::<gst::Pipeline>()
             .map_err(|_| OutputError::Start("the description is not a pipeline".into()))?;
-        let video_src = video.map(|c| configure_input(&pipeline, "video", c, tag, &events)).transpose()?;
+        let video_src = video
+            .map(|c| configure_input(&pipeline, "video", c, tag, &events).map(|src| Input::new(src, c.clock_rate)))
+            .transpose()?;
         keep_first_video_caps_at_matroska(&pipeline);
-        let audio_src = audio.map(|c| configure_input(&pipeline, "audio", c, tag, &events)).transpose()?;
+        let audio_src = audio
+            .map(|c| configure_input(&pipeline, "audio", c, tag, &events).map(|src| Input::new(src, c.clock_rate)))
+            .transpose()?;
         let bus = pipeline.bus().expect("a pipeline has a bus");
         let (eos_tx, eos_rx) = tokio::sync::watch::channel(false);
         let bus_events = events.clone();
@@ -130,42 +216,75 @@ impl Output {
             let _ = pipeline.set_state(gst::State::Null);
             return Err(OutputError::Start(e.to_string()));
         }
-        Ok(Output { pipeline, video: video_src, audio: audio_src, bus_task, eos: eos_rx })
+        Ok(Output { pipeline, video: video_src, audio: audio_src, bus_task, eos: eos_rx, released: Vec::new() })
     }
 
-    /// Queue serialised RTP packets of one input, stamped with their arrival
-    /// (now, in pipeline running time). One call wakes the input's streaming
-    /// thread once, however many packets it carries. Never blocks; a stalled
-    /// pipeline drops its oldest data.
-    pub fn push(&self, kind: MediaKind, packets: impl IntoIterator<Item = Bytes>) {
-        let src = match kind {
-            MediaKind::Video => &self.video,
-            MediaKind::Audio => &self.audio,
-        };
-        let Some(src) = src else { return };
-        let arrival = self.pipeline.current_running_time();
-        let mut list = gst::BufferList::new();
-        {
-            let list = list.get_mut().expect("a new list is writable");
+    /// How long a gap in an input's sequence numbers is waited for
+    /// (default [`DEFAULT_REORDER_WINDOW`]).
+    pub fn with_reorder_window(mut self, window: Duration) -> Output {
+        for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
+            input.reorder.set_window(window);
+        }
+        self
+    }
+
+    /// How often each input's batch is handed to its streaming thread at
+    /// most (default [`PUSH_EVERY`]). A recording can wait longer than a
+    /// live relay: fewer, bigger pushes cost fewer wake-ups.
+    pub fn with_push_every(mut self, every: Duration) -> Output {
+        for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
+            input.push_every = every;
+        }
+        self
+    }
+
+    /// Queue serialised RTP packets of one input, arrived now. They are put
+    /// in sequence order (a packet after a gap waits up to the reorder
+    /// window for the gap to fill), stamped with presentation times from
+    /// their RTP timestamps, and handed to the input's streaming thread at
+    /// most every push period ([`PUSH_EVERY`]), however many there are. Never blocks; a
+    /// stalled pipeline drops its oldest data.
+    pub fn push(&mut self, kind: MediaKind, packets: impl IntoIterator<Item = Bytes>) {
+        let now = self.running_time();
+        let mut released = std::mem::take(&mut self.released);
+        if let Some(input) = self.input_mut(kind) {
             for packet in packets {
-                let mut buffer = gst::Buffer::from_slice(packet);
-                {
-                    let buffer = buffer.get_mut().expect("a new buffer is writable");
-                    buffer.set_dts(arrival);
-                    buffer.set_pts(arrival);
-                }
-                list.add(buffer);
+                let Some(sequence_number) = rtp_sequence_number(&packet) else { continue };
+                input.reorder.push(now, sequence_number, (now, packet), &mut released);
             }
+            input.stamp(&mut released);
         }
-        match list.len() {
-            0 => {}
-            1 => {
-                let _ = src.push_buffer(list.get_owned(0).expect("one buffer"));
-            }
-            _ => {
-                let _ = src.push_buffer_list(list);
-            }
+        self.released = released;
+        self.release(now);
+    }
+
+    /// Push whatever has waited long enough: gaps open for the reorder
+    /// window, batches due. Call it now and then (every 100 ms or so) so the
+    /// last packets before a pause do not wait for the next ones.
+    pub fn tick(&mut self) {
+        let now = self.running_time();
+        self.release(now);
+    }
+
+    fn release(&mut self, now: Duration) {
+        let mut released = std::mem::take(&mut self.released);
+        for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
+            input.reorder.release_due(now, &mut released);
+            input.stamp(&mut released);
+            input.push_batch(now, false);
         }
+        self.released = released;
+    }
+
+    fn input_mut(&mut self, kind: MediaKind) -> Option<&mut Input> {
+        match kind {
+            MediaKind::Video => self.video.as_mut(),
+            MediaKind::Audio => self.audio.as_mut(),
+        }
+    }
+
+    fn running_time(&self) -> Duration {
+        self.pipeline.current_running_time().map(|t| Duration::from_nanos(t.nseconds())).unwrap_or_default()
     }
 
     pub fn has_input(&self, kind: MediaKind) -> bool {
@@ -175,27 +294,39 @@ impl Output {
         }
     }
 
-    /// Lost and late packets of the jitter buffers so far, per input kind.
+    /// Packets given up (lost) and dropped for arriving too late so far, per
+    /// input kind. Late packets are those of the reordering in front of the
+    /// input plus those of a jitter buffer in the template's branch, if it
+    /// has one; lost ones are the jitter buffer's if there is one (it sees
+    /// the same gaps the reordering gave up), else the reordering's.
     pub fn jitterbuffer_drops(&self) -> Vec<(MediaKind, u64, u64)> {
         let mut drops = Vec::new();
-        for (kind, src) in [(MediaKind::Video, &self.video), (MediaKind::Audio, &self.audio)] {
-            let Some(src) = src else { continue };
-            if let Some(jb) = downstream_jitterbuffer(src.upcast_ref()) {
+        for (kind, input) in [(MediaKind::Video, &self.video), (MediaKind::Audio, &self.audio)] {
+            let Some(input) = input else { continue };
+            let (mut lost, mut late) = (input.reorder.lost(), input.reorder.late());
+            if let Some(jb) = downstream_jitterbuffer(input.src.upcast_ref()) {
                 let stats = jb.property::<gst::Structure>("stats");
-                let lost = stats.get::<u64>("num-lost").unwrap_or(0);
-                let late = stats.get::<u64>("num-late").unwrap_or(0);
-                drops.push((kind, lost, late));
+                lost = stats.get::<u64>("num-lost").unwrap_or(0);
+                late += stats.get::<u64>("num-late").unwrap_or(0);
             }
+            drops.push((kind, lost, late));
         }
         drops
     }
 
-    /// End the inputs, let the muxer write its index and duration, stop.
-    /// Returns false if the end did not arrive within `timeout` (the
-    /// pipeline is stopped anyway; a Matroska file stays playable).
+    /// Hand over every packet still held or batched, end the inputs, let the
+    /// muxer write its index and duration, stop. Returns false if the end
+    /// did not arrive within `timeout` (the pipeline is stopped anyway; a
+    /// Matroska file stays playable).
     pub async fn finish(mut self, timeout: Duration) -> bool {
-        for src in [self.video.take(), self.audio.take()].into_iter().flatten() {
-            let _ = src.end_of_stream();
+        let now = self.running_time();
+        let mut released = std::mem::take(&mut self.released);
+        for input in [self.video.take(), self.audio.take()].into_iter().flatten() {
+            let mut input = input;
+            input.reorder.flush(&mut released);
+            input.stamp(&mut released);
+            input.push_batch(now, true);
+            let _ = input.src.end_of_stream();
         }
         let mut eos = self.eos.clone();
         let done = tokio::time::timeout(timeout, eos.wait_for(|reached| *reached)).await.is_ok();
@@ -203,6 +334,16 @@ impl Output {
         self.bus_task.abort();
         done
     }
+}
+
+/// The sequence number of a serialised RTP packet.
+fn rtp_sequence_number(packet: &[u8]) -> Option<u16> {
+    (packet.len() >= 12).then(|| u16::from_be_bytes([packet[2], packet[3]]))
+}
+
+/// The RTP timestamp of a serialised RTP packet.
+fn rtp_timestamp(packet: &[u8]) -> Option<u32> {
+    (packet.len() >= 12).then(|| u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]))
 }
 
 impl Drop for Output {
@@ -271,7 +412,7 @@ fn configure_input(
     src.set_caps(Some(&caps.to_caps()));
     src.set_format(gst::Format::Time);
     src.set_is_live(true);
-    // Packets are stamped with their arrival by `push` (a whole batch at once).
+    // Packets are stamped by `push` from their RTP timestamps.
     src.set_do_timestamp(false);
     src.set_max_bytes(APPSRC_MAX_BYTES);
     src.set_leaky_type(gst_app::AppLeakyType::Downstream);
@@ -340,7 +481,10 @@ mod tests {
         let description = "appsrc name=video ! rtpjitterbuffer latency=50 do-lost=true ! rtpvp8depay request-keyframe=true wait-for-keyframe=true ! fakesink name=sink sync=false async=false";
         let caps = InputCaps { kind: MediaKind::Video, encoding_name: "VP8".into(), clock_rate: 90_000, channels: 0 };
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let output = Output::start(description, Some(&caps), None, 3, tx).unwrap();
+        // A short reorder window: the jitter buffer in this branch is what gives the loss up here.
+        let mut output = Output::start(description, Some(&caps), None, 3, tx)
+            .unwrap()
+            .with_reorder_window(Duration::from_millis(30));
         let frames_out = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let sink_pad = output.pipeline.by_name("sink").and_then(|s| s.static_pad("sink")).unwrap();
         let counter = frames_out.clone();
@@ -382,6 +526,147 @@ mod tests {
         assert!(output.finish(BOUND).await, "EOS did not reach the end of the pipeline; states before: {before:?}");
         // Frames up to the loss went through; the ones after it waited for a keyframe that never came.
         assert_eq!(frames_out.load(std::sync::atomic::Ordering::Relaxed), MISSING.start);
+    }
+
+    /// An RTP packet of one VP8 frame split in two: the first packet starts
+    /// partition 0, the second carries the rest and the marker.
+    fn vp8_half(seq: u16, ts: u32, key: bool, second: bool) -> Bytes {
+        let frame: &[u8] = if key {
+            &[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0x11, 0x22, 0x33, 0x44]
+        } else {
+            &[0x11, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x11, 0x22, 0x33, 0x44]
+        };
+        let (descriptor, part) = if second { (0x00u8, &frame[7..]) } else { (0x10u8, &frame[..7]) };
+        let mut payload = vec![descriptor];
+        payload.extend_from_slice(part);
+        let packet = crate::participant::events::RtpPacket {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                marker: second,
+                payload_type: VIDEO_PT,
+                sequence_number: seq,
+                timestamp: ts,
+                ssrc: 7,
+                ..Default::default()
+            },
+            payload: Bytes::from(payload),
+        };
+        packet.marshal().unwrap().freeze()
+    }
+
+    /// The shipped `record-webm` template for these tracks, writing into `dir`.
+    fn record_webm(video: bool, audio: bool, dir: &std::path::Path) -> String {
+        let set = crate::media::templates::TemplateSet::load(None).unwrap();
+        let values = crate::media::templates::Values {
+            location: Some(dir.join("out.webm")),
+            latency_ms: 200,
+            ..Default::default()
+        };
+        set.get("record-webm").unwrap().description(video.then_some("VP8"), audio.then_some("OPUS"), &values).unwrap()
+    }
+
+    /// The presentation times of the buffers that reach the muxer (from the depayloaders).
+    fn times_at_mux(output: &Output) -> std::sync::Arc<parking_lot::Mutex<Vec<Option<gst::ClockTime>>>> {
+        let times = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mux = output.pipeline.by_name("mux").unwrap();
+        for pad in mux.sink_pads() {
+            let times = times.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(buffer) = info.buffer() {
+                    times.lock().push(buffer.pts());
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+        times
+    }
+
+    fn vp8_caps() -> InputCaps {
+        InputCaps { kind: MediaKind::Video, encoding_name: "VP8".into(), clock_rate: 90_000, channels: 0 }
+    }
+
+    /// The shipped templates have no jitter buffer: packets that arrive out
+    /// of order are put back in order in front of the pipeline, so every
+    /// frame is whole (the depayloader alone would drop the late half of
+    /// each frame as an old packet and lose every frame).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn packets_out_of_order_are_put_back_before_the_depayloader() {
+        const FRAMES: u16 = 30;
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut output = Output::start(&record_webm(true, false, dir.path()), Some(&vp8_caps()), None, 1, tx).unwrap();
+        let times = times_at_mux(&output);
+        // The first packet starts the sequence (the keyframe gate lets nothing before it through).
+        output.push(MediaKind::Video, [vp8_half(1000, 0, true, false), vp8_half(1001, 0, true, true)]);
+        for frame in 1..FRAMES {
+            let (seq, ts) = (1000 + 2 * frame, frame as u32 * 3000);
+            // The second half first.
+            output.push(MediaKind::Video, [vp8_half(seq + 1, ts, false, true)]);
+            output.push(MediaKind::Video, [vp8_half(seq, ts, false, false)]);
+        }
+        assert_eq!(output.jitterbuffer_drops(), vec![(MediaKind::Video, 0, 0)]);
+        assert!(output.finish(Duration::from_secs(15)).await);
+        let times = times.lock().clone();
+        assert_eq!(times.len(), FRAMES as usize, "{times:?}");
+    }
+
+    /// Without a jitter buffer, loss that is given up still makes the
+    /// depayloader ask for a keyframe (it sees the sequence jump) and hold
+    /// the frames after the loss back until one comes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loss_given_up_in_front_of_the_pipeline_asks_for_a_keyframe() {
+        const FRAMES: u32 = 20;
+        const MISSING: std::ops::Range<u32> = 10..13;
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // A zero window: each gap is given up by the next packet, no waiting.
+        let mut output = Output::start(&record_webm(true, false, dir.path()), Some(&vp8_caps()), None, 5, tx)
+            .unwrap()
+            .with_reorder_window(Duration::ZERO);
+        let times = times_at_mux(&output);
+        for frame in (0..FRAMES).filter(|f| !MISSING.contains(f)) {
+            output.push(MediaKind::Video, [vp8_packet(500 + frame as u16, frame * 3000, frame == 0)]);
+        }
+        output.tick();
+        let event = tokio::time::timeout(Duration::from_secs(15), rx.recv()).await;
+        assert_eq!(event.ok().flatten(), Some((5, OutputEvent::KeyframeRequested)));
+        assert_eq!(output.jitterbuffer_drops(), vec![(MediaKind::Video, MISSING.len() as u64, 0)]);
+        assert!(output.finish(Duration::from_secs(15)).await);
+        assert_eq!(times.lock().len(), MISSING.start as usize);
+    }
+
+    /// Packets handed over together (one arrival time) reach the muxer with
+    /// the spacing of their RTP timestamps.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_of_audio_is_timed_by_its_rtp_timestamps() {
+        const PACKETS: u16 = 25;
+        let dir = tempfile::tempdir().unwrap();
+        let caps = InputCaps { kind: MediaKind::Audio, encoding_name: "OPUS".into(), clock_rate: 48_000, channels: 2 };
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut output = Output::start(&record_webm(false, true, dir.path()), None, Some(&caps), 2, tx).unwrap();
+        let times = times_at_mux(&output);
+        let batch = (0..PACKETS).map(|i| {
+            let packet = crate::participant::events::RtpPacket {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    marker: i == 0,
+                    payload_type: AUDIO_PT,
+                    sequence_number: 40 + i,
+                    timestamp: 7777 + i as u32 * 960,
+                    ssrc: 9,
+                    ..Default::default()
+                },
+                // One 20 ms CELT frame of silence.
+                payload: Bytes::from_static(&[0xf8, 0xff, 0xfe]),
+            };
+            packet.marshal().unwrap().freeze()
+        });
+        output.push(MediaKind::Audio, batch);
+        assert!(output.finish(Duration::from_secs(15)).await);
+        let times: Vec<u64> = times.lock().iter().map(|t| t.expect("stamped").nseconds()).collect();
+        assert_eq!(times.len(), PACKETS as usize);
+        let steps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(steps.iter().all(|&s| s == 20_000_000), "{steps:?}");
     }
 
     #[test]

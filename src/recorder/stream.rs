@@ -39,6 +39,13 @@ const AUDIO_SSRC: u32 = 0x5254_4341;
 const TICK: Duration = Duration::from_millis(100);
 /// Most packets taken from one input in one go (beyond the first).
 const MAX_BATCH: usize = 63;
+/// While packets flow, the inputs are read this often (one wake-up of the
+/// task per period instead of one per packet).
+const DRAIN_EVERY: Duration = crate::media::output::PUSH_EVERY;
+/// Most packets taken from one input per drain.
+const MAX_DRAIN: usize = 1024;
+/// How often a recording's pipeline gets its packets (a relay's: `PUSH_EVERY`).
+const RECORD_PUSH_EVERY: Duration = Duration::from_millis(100);
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
 
 /// Told about outputs starting and ending: `(event, data)` with event one of
@@ -240,21 +247,39 @@ impl StreamTask {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<StreamCommand>) -> Vec<OutputReport> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // While packets flow, the inputs are read every DRAIN_EVERY rather
+        // than woken for each packet; an idle stream waits on its channels.
+        let mut drain_at: Option<tokio::time::Instant> = None;
         let reason = loop {
+            let drain = async move {
+                match drain_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 command = commands.recv() => match command {
                     None => break "stopped".to_string(),
                     Some(StreamCommand::Stop { reason }) => break reason,
                     Some(command) => self.on_command(command).await,
                 },
-                packet = recv_input(&mut self.video) => match packet {
-                    Some(p) => self.on_packets(MediaKind::Video, p),
+                packet = recv_input(&mut self.video), if drain_at.is_none() => match packet {
+                    Some(p) => {
+                        self.on_packets(MediaKind::Video, p);
+                        drain_at = Some(tokio::time::Instant::now() + DRAIN_EVERY);
+                    }
                     None => self.on_input_closed(MediaKind::Video),
                 },
-                packet = recv_input(&mut self.audio) => match packet {
-                    Some(p) => self.on_packets(MediaKind::Audio, p),
+                packet = recv_input(&mut self.audio), if drain_at.is_none() => match packet {
+                    Some(p) => {
+                        self.on_packets(MediaKind::Audio, p);
+                        drain_at = Some(tokio::time::Instant::now() + DRAIN_EVERY);
+                    }
                     None => self.on_input_closed(MediaKind::Audio),
                 },
+                _ = drain => {
+                    drain_at = self.drain_inputs().then(|| tokio::time::Instant::now() + DRAIN_EVERY);
+                }
                 Some((tag, event)) = self.events_rx.recv() => self.on_output_event(tag, event).await,
                 _ = tick.tick() => self.on_tick().await,
             }
@@ -355,6 +380,49 @@ impl StreamTask {
         if pushed {
             self.last_pushed = Some(Instant::now());
         }
+    }
+
+    /// Read every packet queued on both inputs and push them; false if there were none.
+    fn drain_inputs(&mut self) -> bool {
+        let (mut any, mut pushed) = (false, false);
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            let mut taken = 0;
+            loop {
+                let input = match kind {
+                    MediaKind::Video => self.video.as_mut(),
+                    MediaKind::Audio => self.audio.as_mut(),
+                };
+                let Some(input) = input.filter(|i| i.closed_at.is_none()) else { break };
+                match input.packets.try_recv() {
+                    Ok(packet) => {
+                        self.on_packet(kind, packet);
+                        taken += 1;
+                        if taken >= MAX_DRAIN {
+                            break;
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        self.on_input_closed(kind);
+                        break;
+                    }
+                }
+            }
+            if taken == 0 {
+                continue;
+            }
+            any = true;
+            for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
+                if !active.pending.is_empty() {
+                    active.output.push(kind, active.pending.drain(..));
+                    pushed = true;
+                }
+            }
+        }
+        if pushed {
+            self.last_pushed = Some(Instant::now());
+        }
+        any
     }
 
     fn on_packet(&mut self, kind: MediaKind, mut packet: RtpPacket) {
@@ -543,6 +611,8 @@ impl StreamTask {
         }
         let mut retry = false;
         for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
+            // Packets held behind a gap or batched go on without waiting for the next ones.
+            active.output.tick();
             if let Some(gate) = active.gate.as_mut() {
                 retry |= gate.on_tick(now);
             }
@@ -660,7 +730,15 @@ impl StreamTask {
         self.next_tag += 1;
         let tag = self.next_tag;
         tracing::debug!(%description, "output pipeline");
-        match Output::start(&description, video_caps.as_ref(), audio_caps.as_ref(), tag, self.events_tx.clone()) {
+        let reorder_window = Duration::from_millis(settings.jitter_latency_ms.into());
+        // A file can take its media in bigger batches than a live relay.
+        let push_every = match slot.target.kind() {
+            TemplateKind::Record => RECORD_PUSH_EVERY,
+            TemplateKind::Relay => crate::media::output::PUSH_EVERY,
+        };
+        match Output::start(&description, video_caps.as_ref(), audio_caps.as_ref(), tag, self.events_tx.clone())
+            .map(|o| o.with_reorder_window(reorder_window).with_push_every(push_every))
+        {
             Ok(output) => {
                 let now = Instant::now();
                 match &slot.target {
