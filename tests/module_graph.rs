@@ -369,10 +369,12 @@ impl CrateReader {
         if r.from_use.is_some() {
             return Some(r.segments.clone());
         }
-        if let Some((start, rest)) = self.start_of(r.module.as_ref(), &r.segments) {
-            if r.segments.len() > 1 || !self.modules[&r.module].children.contains(&r.segments[0]) {
-                return Some(start.into_iter().chain(rest.iter().cloned()).collect());
-            }
+        // A lone name equal to a child module's is a local variable (a module is no value).
+        let lone_module_name = r.segments.len() == 1 && self.modules[&r.module].children.contains(&r.segments[0]);
+        if let Some((start, rest)) = self.start_of(r.module.as_ref(), &r.segments)
+            && !lone_module_name
+        {
+            return Some(start.into_iter().chain(rest.iter().cloned()).collect());
         }
         // A name bound by `use` in this module (or seen through its globs).
         let target = self.binding(&r.module, &r.segments[0], 0)?;
