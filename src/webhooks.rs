@@ -294,8 +294,9 @@ impl Webhooks {
 
     /// Queue `event` with `data` for every URL. Never blocks or waits: a URL
     /// whose queue is full (or a closed sender) gets the delivery dropped and
-    /// counted `dropped`. `event` must be a valid header value (use
-    /// [`event`]'s constants); others are refused with a warning.
+    /// counted `dropped`. `event` is one of the contract's names
+    /// (`recording.started|finished|failed`, `relay.started|stopped|failed`) and
+    /// must be a valid header value; others are refused with a warning.
     pub fn notify(&self, event: &str, data: serde_json::Value) {
         let Some(inner) = &self.inner else { return };
         if event.is_empty() || !event.bytes().all(|b| b.is_ascii_graphic()) {
