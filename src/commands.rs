@@ -18,9 +18,10 @@ use crate::participant::events::ParticipantEvent;
 use crate::participant::link::LinkConfig;
 use crate::participant::room::{Participant, ParticipantConfig};
 use crate::recorder::naming;
-use crate::recorder::room::{RecordSpec, RelaySpec, RoomPlan, RoomRecorder, redact_stream_key};
+use crate::recorder::room::{RecordSpec, RelaySpec, RoomPlan, RoomRecorder};
 use crate::recorder::runner::{Observed, Outcome, RoomCommand, run_room};
 use crate::recorder::stream::OutputSettings;
+use crate::redact;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -91,7 +92,7 @@ pub async fn relay(args: RelayArgs) -> Result<(), CommandError> {
         }),
         log_channels: Vec::new(),
     };
-    println!("relaying room {:?} to {}", args.room.room, redact_stream_key(&args.rtmp));
+    println!("relaying room {:?} to {}", args.room.room, redact::stream_key(&args.rtmp));
     run_recording_participant(&args.room, &args.media, plan, "Relay", None).await
 }
 

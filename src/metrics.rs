@@ -39,7 +39,7 @@ pub struct Metrics {
     pub http_requests_metrics: IntCounter,
     /// Control API responses by status class (2xx, 4xx, ...).
     pub api_requests_total: IntCounterVec,
-    pub webhooks: crate::webhooks::WebhookMetrics,
+    pub webhooks: WebhookMetrics,
     pub participant: ParticipantMetrics,
     pub media: MediaMetrics,
 }
@@ -160,7 +160,7 @@ impl Metrics {
         for class in ["2xx", "4xx", "5xx"] {
             api_requests_total.with_label_values(&[class]);
         }
-        let webhooks = crate::webhooks::WebhookMetrics::register(&registry);
+        let webhooks = WebhookMetrics::register(&registry);
 
         Self {
             registry,
@@ -276,6 +276,50 @@ impl ParticipantMetrics {
         }
         for r in crate::participant::channels::DropReason::ALL {
             m.channel_dropped_total.with_label_values(&[r.as_str()]);
+        }
+        m
+    }
+}
+
+/// Label values of `webhook_deliveries_total{result}` (set by [`crate::webhooks`]).
+pub const RESULT_DELIVERED: &str = "delivered";
+pub const RESULT_FAILED: &str = "failed";
+pub const RESULT_DROPPED: &str = "dropped";
+
+/// The webhook metrics (registered in the gateway's registry, which adds the
+/// `rtcio_gateway_` prefix).
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    /// Final outcome per event per URL: delivered, failed (gave up), dropped (queue full or closed).
+    pub deliveries_total: IntCounterVec,
+    /// Attempts that failed (retried later or given up).
+    pub attempt_failures_total: IntCounter,
+    /// Deliveries outstanding (queued, in flight or waiting for a retry), all URLs.
+    pub queue_depth: IntGauge,
+}
+
+impl WebhookMetrics {
+    pub fn register(registry: &Registry) -> WebhookMetrics {
+        let m = WebhookMetrics {
+            deliveries_total: counter_vec(
+                registry,
+                "webhook_deliveries_total",
+                "Webhook deliveries (one per event per URL) by final result",
+                &["result"],
+            ),
+            attempt_failures_total: counter(
+                registry,
+                "webhook_attempt_failures_total",
+                "Webhook delivery attempts that failed (non-2xx, network error or timeout)",
+            ),
+            queue_depth: gauge(
+                registry,
+                "webhook_queue_depth",
+                "Webhook deliveries queued, in flight or waiting for a retry",
+            ),
+        };
+        for r in [RESULT_DELIVERED, RESULT_FAILED, RESULT_DROPPED] {
+            m.deliveries_total.with_label_values(&[r]);
         }
         m
     }
@@ -465,5 +509,21 @@ mod tests {
                 assert!(name.ends_with("_total"), "{name}");
             }
         }
+    }
+
+    #[test]
+    fn webhook_metrics_show_zeros() {
+        let registry = Registry::new_custom(Some("rtcio_gateway".into()), None).unwrap();
+        WebhookMetrics::register(&registry);
+        let names: Vec<String> = registry.gather().iter().map(|f| f.name().to_owned()).collect();
+        for n in [
+            "rtcio_gateway_webhook_deliveries_total",
+            "rtcio_gateway_webhook_attempt_failures_total",
+            "rtcio_gateway_webhook_queue_depth",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} in {names:?}");
+        }
+        let deliveries = registry.gather().into_iter().find(|f| f.name() == "rtcio_gateway_webhook_deliveries_total");
+        assert_eq!(deliveries.unwrap().get_metric().len(), 3);
     }
 }

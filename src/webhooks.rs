@@ -2,9 +2,10 @@
 //! recordings and relays (`recording.started`, `relay.failed`, …).
 //!
 //! This module owns the `[webhooks]` configuration section
-//! ([`WebhooksConfig`]), the webhook metrics ([`WebhookMetrics`]), the body
-//! format and signature ([`sign`]), the retry schedule ([`backoff`]) and the
-//! delivery machinery ([`Webhooks`]). Callers only call [`Webhooks::notify`]
+//! ([`WebhooksConfig`]), the body format and signature ([`sign`]) and the
+//! delivery machinery ([`Webhooks`]); its metrics are
+//! [`crate::metrics::WebhookMetrics`], its retry schedule a doubling
+//! [`crate::backoff::Backoff`]. Callers only call [`Webhooks::notify`]
 //! (never blocks) and, at shutdown, [`Webhooks::close`].
 //!
 //! # Wire format
@@ -28,7 +29,8 @@
 //!   bounded by `timeout_secs`); failed deliveries wait for their retry in a
 //!   timer queue, not in a task, so they never hold back new deliveries to the
 //!   same URL, and a slow URL never holds back another URL.
-//! - After a failed attempt *n* the delivery is retried after [`backoff`]`(n)`;
+//! - After a failed attempt *n* the delivery is retried after
+//!   `Backoff::doubling(initial_backoff_ms, max_backoff_ms).delay(n)`;
 //!   after `max_attempts` failed attempts it is counted `failed`.
 //! - Delivery order is not guaranteed (attempts run concurrently and retries
 //!   come later); receivers should use `at` and deduplicate on `id`.
@@ -48,22 +50,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
-/// Event names of the contract (the `event` field and `X-Rtcio-Event`).
-pub mod event {
-    pub const RECORDING_STARTED: &str = "recording.started";
-    pub const RECORDING_FINISHED: &str = "recording.finished";
-    pub const RECORDING_FAILED: &str = "recording.failed";
-    pub const RELAY_STARTED: &str = "relay.started";
-    pub const RELAY_STOPPED: &str = "relay.stopped";
-    pub const RELAY_FAILED: &str = "relay.failed";
-}
+use crate::backoff::Backoff;
+pub use crate::metrics::WebhookMetrics;
+use crate::metrics::{RESULT_DELIVERED, RESULT_DROPPED, RESULT_FAILED};
+use crate::redact;
 
 /// Header carrying the event name.
 pub const HEADER_EVENT: &str = "X-Rtcio-Event";
@@ -75,11 +71,6 @@ pub const HEADER_SIGNATURE: &str = "X-Rtcio-Signature-256";
 pub const USER_AGENT: &str = concat!("rtcio-gateway/", env!("CARGO_PKG_VERSION"));
 /// Attempts in flight at the same time, per URL.
 pub const MAX_IN_FLIGHT_PER_URL: usize = 4;
-
-/// Label values of `webhook_deliveries_total{result}`.
-pub const RESULT_DELIVERED: &str = "delivered";
-pub const RESULT_FAILED: &str = "failed";
-pub const RESULT_DROPPED: &str = "dropped";
 
 /// The `[webhooks]` configuration section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,61 +136,12 @@ impl WebhooksConfig {
     }
 }
 
-/// The webhook metrics (registered in the gateway's registry, which adds the
-/// `rtcio_gateway_` prefix).
-#[derive(Clone)]
-pub struct WebhookMetrics {
-    /// Final outcome per event per URL: delivered, failed (gave up), dropped (queue full or closed).
-    pub deliveries_total: IntCounterVec,
-    /// Attempts that failed (retried later or given up).
-    pub attempt_failures_total: IntCounter,
-    /// Deliveries outstanding (queued, in flight or waiting for a retry), all URLs.
-    pub queue_depth: IntGauge,
-}
-
-impl WebhookMetrics {
-    pub fn register(registry: &Registry) -> WebhookMetrics {
-        let m = WebhookMetrics {
-            deliveries_total: crate::metrics::counter_vec(
-                registry,
-                "webhook_deliveries_total",
-                "Webhook deliveries (one per event per URL) by final result",
-                &["result"],
-            ),
-            attempt_failures_total: crate::metrics::counter(
-                registry,
-                "webhook_attempt_failures_total",
-                "Webhook delivery attempts that failed (non-2xx, network error or timeout)",
-            ),
-            queue_depth: crate::metrics::gauge(
-                registry,
-                "webhook_queue_depth",
-                "Webhook deliveries queued, in flight or waiting for a retry",
-            ),
-        };
-        for r in [RESULT_DELIVERED, RESULT_FAILED, RESULT_DROPPED] {
-            m.deliveries_total.with_label_values(&[r]);
-        }
-        m
-    }
-}
-
 /// `sha256=<lowercase hex HMAC-SHA256(secret, body)>`, the value of
 /// `X-Rtcio-Signature-256`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// Wait before the next attempt after `failed_attempts` failed attempts (1 →
-/// `initial`, 2 → 2 × `initial`, …), capped at `max`. No jitter: deliveries
-/// are few and independent, and a deterministic schedule is easier to reason
-/// about (attempts to one URL are already spread by when their events
-/// happened). `0` is treated as `1`.
-pub fn backoff(initial: Duration, max: Duration, failed_attempts: u32) -> Duration {
-    let factor = 1u32.checked_shl(failed_attempts.max(1) - 1).unwrap_or(u32::MAX);
-    initial.saturating_mul(factor).min(max)
 }
 
 /// The body of one event: `{"id","event","at","data"}` in that order.
@@ -212,18 +154,6 @@ fn body(id: &str, event: &str, at: &str, data: &serde_json::Value) -> Vec<u8> {
         data: &'a serde_json::Value,
     }
     serde_json::to_vec(&Envelope { id, event, at, data }).expect("a JSON value serializes")
-}
-
-/// A URL for logs: no user info, no query (either may carry credentials).
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) => format!("{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), port_suffix(&u)) + u.path(),
-        Err(_) => "<invalid url>".into(),
-    }
-}
-
-fn port_suffix(u: &url::Url) -> String {
-    u.port().map(|p| format!(":{p}")).unwrap_or_default()
 }
 
 /// One event, shared by its deliveries to every URL.
@@ -314,7 +244,7 @@ impl Webhooks {
             outstanding: config.urls.iter().map(|_| AtomicUsize::new(0)).collect(),
             metrics,
         });
-        let labels: Vec<String> = config.urls.iter().map(|u| redact(u)).collect();
+        let labels: Vec<String> = config.urls.iter().map(|u| redact::endpoint(u)).collect();
         let (tx, rx) = mpsc::unbounded_channel();
         let scheduler = Scheduler {
             rx,
@@ -338,8 +268,10 @@ impl Webhooks {
             in_flight: HashMap::new(),
             closing: None,
             max_attempts: config.max_attempts.max(1),
-            initial_backoff: Duration::from_millis(config.initial_backoff_ms),
-            max_backoff: Duration::from_millis(config.max_backoff_ms),
+            retry: Backoff::doubling(
+                Duration::from_millis(config.initial_backoff_ms),
+                Duration::from_millis(config.max_backoff_ms),
+            ),
             timeout,
         };
         let task = tokio::spawn(scheduler.run());
@@ -362,8 +294,9 @@ impl Webhooks {
 
     /// Queue `event` with `data` for every URL. Never blocks or waits: a URL
     /// whose queue is full (or a closed sender) gets the delivery dropped and
-    /// counted `dropped`. `event` must be a valid header value (use
-    /// [`event`]'s constants); others are refused with a warning.
+    /// counted `dropped`. `event` is one of the contract's names
+    /// (`recording.started|finished|failed`, `relay.started|stopped|failed`) and
+    /// must be a valid header value; others are refused with a warning.
     pub fn notify(&self, event: &str, data: serde_json::Value) {
         let Some(inner) = &self.inner else { return };
         if event.is_empty() || !event.bytes().all(|b| b.is_ascii_graphic()) {
@@ -466,8 +399,8 @@ struct Scheduler {
     /// Set by [`Webhooks::close`]: the deadline.
     closing: Option<Instant>,
     max_attempts: u32,
-    initial_backoff: Duration,
-    max_backoff: Duration,
+    /// Wait after the n-th failed attempt of a delivery.
+    retry: Backoff,
     timeout: Duration,
 }
 
@@ -558,7 +491,7 @@ impl Scheduler {
             self.shared.finish(d.target, RESULT_FAILED);
             return;
         }
-        let wait = backoff(self.initial_backoff, self.max_backoff, d.attempts);
+        let wait = self.retry.delay(d.attempts);
         let due = Instant::now() + wait;
         if self.closing.is_some_and(|deadline| due >= deadline) {
             tracing::warn!(url = %t.label, event = %d.event.name, id = %d.event.id,
@@ -646,17 +579,6 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_caps() {
-        let ms = Duration::from_millis;
-        let got: Vec<u128> = (1..=9).map(|n| backoff(ms(500), ms(60_000), n).as_millis()).collect();
-        assert_eq!(got, [500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]);
-        assert_eq!(backoff(ms(500), ms(60_000), 0), ms(500));
-        assert_eq!(backoff(ms(500), ms(60_000), u32::MAX), ms(60_000));
-        assert_eq!(backoff(ms(500), ms(60_000), 40), ms(60_000));
-        assert_eq!(backoff(ms(0), ms(60_000), 5), ms(0));
-    }
-
-    #[test]
     fn defaults_match_the_contract() {
         let c = WebhooksConfig::default();
         assert!(c.urls.is_empty());
@@ -712,34 +634,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn redact_drops_credentials_and_query() {
-        assert_eq!(redact("https://user:pw@h.example:8443/p/q?token=x"), "https://h.example:8443/p/q");
-        assert_eq!(redact("nope"), "<invalid url>");
-    }
-
-    #[test]
-    fn metrics_show_zeros() {
-        let registry = Registry::new_custom(Some("rtcio_gateway".into()), None).unwrap();
-        WebhookMetrics::register(&registry);
-        let names: Vec<String> = registry.gather().iter().map(|f| f.name().to_owned()).collect();
-        for n in [
-            "rtcio_gateway_webhook_deliveries_total",
-            "rtcio_gateway_webhook_attempt_failures_total",
-            "rtcio_gateway_webhook_queue_depth",
-        ] {
-            assert!(names.iter().any(|x| x == n), "{n} in {names:?}");
-        }
-        let deliveries = registry.gather().into_iter().find(|f| f.name() == "rtcio_gateway_webhook_deliveries_total");
-        assert_eq!(deliveries.unwrap().get_metric().len(), 3);
-    }
-
     #[tokio::test]
     async fn no_urls_is_a_no_op() {
-        let registry = Registry::new();
+        let registry = prometheus::Registry::new();
         let w = Webhooks::start(WebhooksConfig::default(), WebhookMetrics::register(&registry));
         assert!(!w.is_enabled());
-        w.notify(event::RECORDING_STARTED, serde_json::json!({}));
+        w.notify("recording.started", serde_json::json!({}));
         w.close(Duration::from_secs(1)).await;
     }
 }

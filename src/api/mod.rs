@@ -7,59 +7,25 @@
 //!
 //! - `auth`: bearer token, or loopback clients only when none is configured.
 //! - `handlers`: one function per route.
+//! - `state`: [`ApiState`], what every handler is given.
+//! - `error`: [`ApiError`], the error answer and its stable codes.
+//! - `document`: the OpenAPI document, the route list and the status page.
 //! - [`recordings`]: recordings on disk (ids, listing, deletion).
 //! - `status_page.html`: the status page at `/`, a client of this API.
 
 mod auth;
+mod document;
+mod error;
 mod handlers;
 pub mod recordings;
-
-use std::path::PathBuf;
-use std::sync::Arc;
+mod state;
 
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
 
-use crate::metrics::Metrics;
-use crate::recorder::controller::{ControlError, ControlHandle};
-
-/// The status page served at `/`: static HTML whose script polls this API.
-pub const STATUS_PAGE: &str = include_str!("status_page.html");
-
-/// The OpenAPI 3.1 document of this API.
-pub const OPENAPI: &str = include_str!("openapi.json");
-
-/// Every route: (method, path as in the OpenAPI document).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/api/v1/openapi.json"),
-    ("get", "/api/v1/rooms"),
-    ("get", "/api/v1/rooms/{room}"),
-    ("post", "/api/v1/rooms/{room}/recording"),
-    ("delete", "/api/v1/rooms/{room}/recording"),
-    ("post", "/api/v1/rooms/{room}/relay"),
-    ("delete", "/api/v1/rooms/{room}/relay"),
-    ("get", "/api/v1/sessions"),
-    ("post", "/api/v1/remote/recording"),
-    ("post", "/api/v1/remote/recording/stop"),
-    ("post", "/api/v1/remote/relay"),
-    ("post", "/api/v1/remote/relay/stop"),
-    ("get", "/api/v1/recordings"),
-    ("get", "/api/v1/recordings/{room_dir}/{stem}"),
-    ("delete", "/api/v1/recordings/{room_dir}/{stem}"),
-    ("get", "/api/v1/recordings/{room_dir}/{stem}/media"),
-];
-
-#[derive(Clone)]
-pub struct ApiState {
-    pub control: ControlHandle,
-    pub recordings_dir: PathBuf,
-    /// Bearer token; `None`: loopback clients only.
-    pub token: Option<Arc<str>>,
-    pub metrics: Arc<Metrics>,
-}
+pub use document::{OPENAPI, ROUTES, STATUS_PAGE};
+pub use error::ApiError;
+pub use state::ApiState;
 
 /// The `/api/v1` routes (the caller nests nothing: paths are absolute).
 pub fn router(state: ApiState) -> Router {
@@ -85,57 +51,4 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .merge(protected)
         .layer(axum::middleware::from_fn_with_state(state, auth::count))
-}
-
-/// An API error: HTTP status, stable code, message.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
-    }
-}
-
-impl From<ControlError> for ApiError {
-    fn from(e: ControlError) -> ApiError {
-        let status = match e {
-            ControlError::RoomNotFound(_) => StatusCode::NOT_FOUND,
-            ControlError::NotRecording(_) | ControlError::NotRelaying(_) => StatusCode::CONFLICT,
-            ControlError::TemplateNotFound(_) | ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ControlError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        ApiError::new(status, e.code(), e.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_openapi_document_lists_exactly_the_routes() {
-        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
-        assert_eq!(doc["openapi"].as_str().unwrap().get(..3), Some("3.1"));
-        let mut documented: Vec<(String, String)> = Vec::new();
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys().filter(|k| *k != "parameters") {
-                documented.push((method.clone(), path.clone()));
-            }
-        }
-        let mut routes: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
-        documented.sort();
-        routes.sort();
-        assert_eq!(documented, routes);
-    }
 }

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
+/// Re-exported for the participant's users; defined in the leaf [`crate::media::kind`].
+pub use crate::media::kind::MediaKind;
 pub use rtc::rtp::packet::Packet as RtpPacket;
 
 use super::channels::Channel;
@@ -17,22 +19,6 @@ use super::streams::StreamEvents;
 pub struct PeerInfo {
     pub id: String,
     pub name: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MediaKind {
-    Audio,
-    Video,
-}
-
-impl MediaKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MediaKind::Audio => "audio",
-            MediaKind::Video => "video",
-        }
-    }
 }
 
 /// The negotiated codec of a received track.

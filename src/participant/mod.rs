@@ -3,7 +3,8 @@
 //!
 //! - [`negotiation`], [`channels`], [`streams`], [`sdp_hints`]: the protocol logic, sans-IO.
 //! - [`session`]: one task per remote peer, carrying out those decisions with webrtc-rs;
-//!   [`peer_connection`] builds its connection, [`tracks`] runs its media tasks.
+//!   [`peer_connection`] builds its connection (and owns its [`peer_connection::NetConfig`]),
+//!   [`tracks`] runs its media tasks, `session_events` is what they report back to it.
 //! - [`link`]: the signaling connection (join, reconnect, re-join).
 //! - [`room`]: one participant in one room: the link plus a session per peer.
 //! - [`events`]: what the participant reports and the media it publishes.
@@ -16,5 +17,6 @@ pub mod peer_connection;
 pub mod room;
 pub mod sdp_hints;
 pub mod session;
+mod session_events;
 pub mod streams;
 pub mod tracks;

@@ -3,7 +3,7 @@
 //! our local tracks), and the settings the Chrome traps in STACK.md call for.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,14 @@ use webrtc::peer_connection::{
     RTCIceServer, Registry, SettingEngineBuilder, register_default_interceptors,
 };
 
-use super::session::NetConfig;
+/// Network settings of the participant's peer connections.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Local address to bind the UDP socket to (`0.0.0.0` for every interface).
+    pub udp_bind: IpAddr,
+    /// STUN/TURN URLs.
+    pub ice_servers: Vec<String>,
+}
 
 pub(super) async fn build_peer_connection(
     net: &NetConfig,

@@ -19,7 +19,8 @@ use super::channels::{self, Channel, ChannelConfigError};
 use super::events::{LocalStream, ParticipantEvent, PeerInfo};
 use super::link::{Link, LinkConfig, LinkEvent};
 use super::negotiation::Role;
-use super::session::{LocalMedia, NetConfig, Session, SessionInput, SessionShared};
+use super::peer_connection::NetConfig;
+use super::session::{LocalMedia, Session, SessionInput, SessionShared};
 use crate::metrics::ParticipantMetrics;
 
 /// Everything needed to put a participant into a room.

@@ -1,4 +1,4 @@
-//! One remote peer: the only code that touches webrtc-rs.
+//! One remote peer: the task that owns its webrtc-rs peer connection.
 //!
 //! A session is one tokio task that owns the peer connection and processes,
 //! strictly in order, everything about the peer: its signaling envelopes,
@@ -18,7 +18,6 @@
 
 use super::sdp_hints::{START_BITRATE_KBPS, sent_kinds_of_stream, with_start_bitrate};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,9 +41,11 @@ use super::channels::{self, Channel, ChannelSpec};
 use super::events::*;
 use super::link::Link;
 use super::negotiation::{Action, Candidate, CloseReason, ConnState, Input, Negotiator, Operation, Role};
-use super::peer_connection::build_peer_connection;
+use super::peer_connection::{NetConfig, build_peer_connection};
+use super::session_events::Internal;
 use super::streams::{MetadataDrop, PublishedStreams, ReceivedStreams, StreamAction};
 use super::tracks::{forward_local_track, rand_ssrc, read_track};
+use crate::media::kind::MediaKind;
 use crate::metrics::ParticipantMetrics;
 
 /// Received RTP packets buffered per track before the consumer must read them.
@@ -55,15 +56,6 @@ const TICK: Duration = Duration::from_millis(250);
 /// A connection that never got a remote description (e.g. created by a stray
 /// candidate from a peer that is gone) is dropped after this long.
 const NO_DESCRIPTION_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Network settings of the participant's peer connections.
-#[derive(Debug, Clone)]
-pub struct NetConfig {
-    /// Local address to bind the UDP socket to (`0.0.0.0` for every interface).
-    pub udp_bind: IpAddr,
-    /// STUN/TURN URLs.
-    pub ice_servers: Vec<String>,
-}
 
 /// What every session of one participant shares.
 pub struct SessionShared {
@@ -128,17 +120,6 @@ impl Session {
     pub fn send(&self, input: SessionInput) {
         let _ = self.inputs.send(input);
     }
-}
-
-/// Events reaching the session task from webrtc-rs callbacks and helper tasks.
-pub(super) enum Internal {
-    LocalCandidate(RTCIceCandidateInit),
-    GatheringComplete,
-    Connection(RTCPeerConnectionState),
-    RemoteTrack(Arc<dyn TrackRemote>),
-    Channel { id: u16, event: DataChannelEvent },
-    TrackReady(Box<ReceivedTrack>),
-    TrackGone { stream_id: String, track_id: String },
 }
 
 struct Handler {

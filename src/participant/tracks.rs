@@ -14,7 +14,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::events::{ReceivedTrack, RtpPacket};
-use super::session::Internal;
+use super::session_events::Internal;
 use crate::metrics::ParticipantMetrics;
 
 pub(super) fn rand_ssrc() -> u32 {

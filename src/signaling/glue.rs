@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use socketioxide::SocketIo;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::handler::{ConnectHandler, DisconnectHandler, MessageHandler};
 use socketioxide::socket::{DisconnectReason, Socket};
@@ -23,6 +24,16 @@ use socketioxide_core::Value;
 
 use super::Signaling;
 use super::handlers::{Connection, EventKind};
+
+impl Signaling {
+    /// Register the `/` namespace handlers on `io`.
+    pub fn attach(self: &Arc<Self>, io: &SocketIo) {
+        if self.io.set(io.clone()).is_err() {
+            panic!("Signaling::attach called twice");
+        }
+        io.ns("/", Connector::new(self.clone()));
+    }
+}
 
 /// Marker type parameter for our handler trait implementations.
 pub struct Inline;
