@@ -4,7 +4,8 @@
 // Chromium (the rtc.io test client of tests/browser) joins, publishes camera +
 // microphone, waits until the recording file grows, closes the tab
 // (page.close(): no leave-room, no goodbye) and measures close → the manifest
-// saying `state: finished, end_reason: peer-left`.
+// saying `state: finished, end_reason: peer-left` (then checks that the file
+// decodes, with audio and video).
 //
 // Usage: node bench/tab-close.mjs [--runs N] [--servers serve,node] [--log-dir DIR]
 // (bench/run-tab-close.sh builds the gateway and installs what this needs.)
@@ -15,7 +16,7 @@ import { once } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Fixture, manifests, recordingFile, sleep } from "../tests/browser/harness.mjs";
+import { decodeErrors, ffprobe, Fixture, manifests, recordingFile, sleep } from "../tests/browser/harness.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REFERENCE_SERVER = path.join(here, "../tests/node/reference-server.mjs");
@@ -104,6 +105,12 @@ async function oneRun(kind, run) {
     const ms = Date.now() - closedAt;
     if (done.state !== "finished" || done.end_reason !== "peer-left") {
       throw new Error(`manifest ended ${done.state} / ${done.end_reason}, not finished / peer-left`);
+    }
+    // Finished fast must still mean finished properly: the file decodes, with both tracks.
+    const probe = ffprobe(file);
+    const errors = decodeErrors(file);
+    if (!probe.video || !probe.audio || probe.duration <= 0 || errors.length) {
+      throw new Error(`${file}: video ${!!probe.video}, audio ${!!probe.audio}, ${probe.duration} s, errors ${errors}`);
     }
     if (LOG_DIR) {
       fs.mkdirSync(LOG_DIR, { recursive: true });

@@ -56,6 +56,7 @@ enum Command {
     Binary { channel: Channel, data: Bytes },
     MediaChanged,
     Envelope { target: String, data: Value },
+    Rejoin,
 }
 
 /// A running participant. Dropping it (or [`Participant::shutdown`]) leaves the room.
@@ -154,6 +155,14 @@ impl Participant {
             local.streams.retain(|s| s.stream_id != stream_id);
         }
         self.commands.send(Command::MediaChanged).map_err(|_| ParticipantError::Stopped)
+    }
+
+    /// Leave the room (`leave-room`) and join it again from the same socket,
+    /// as an app does that leaves a room and comes back: every peer
+    /// connection closes, a new `Joined` event follows, and the members
+    /// connect to us anew. Published streams stay published.
+    pub fn rejoin(&self) -> Result<(), ParticipantError> {
+        self.commands.send(Command::Rejoin).map_err(|_| ParticipantError::Stopped)
     }
 
     /// Leave the room and close every peer connection.
@@ -262,6 +271,7 @@ async fn run(
                     }
                 }
                 Some(Command::Envelope { target, data }) => shared.link.send_envelope(&target, data),
+                Some(Command::Rejoin) => shared.link.rejoin(),
                 Some(Command::MediaChanged) => {
                     for s in sessions.values() {
                         s.send(SessionInput::LocalMediaChanged);
@@ -287,6 +297,12 @@ async fn run(
                         s.send(SessionInput::Close);
                     }
                     emit(ParticipantEvent::SignalingLost { reason });
+                }
+                Some(LinkEvent::LeftRoom) => {
+                    // Out of the room: no peer stays connected (PROTOCOL.md §2 leave-room).
+                    for s in sessions.drain() {
+                        s.send(SessionInput::Close);
+                    }
                 }
                 Some(LinkEvent::UserConnected { id, name }) => {
                     names.insert(id, name);
