@@ -1,0 +1,95 @@
+//! A peer that leaves the room (`leave-room`) and joins it again from the same
+//! socket while `serve` records it. The server then sends the recorder
+//! `user-disconnected` and, right after, `#rtcio:init-offer` with the same
+//! peer id, so the recorder's participant replaces that peer's session while
+//! the old one is still ending. Both stretches must be recorded — the old
+//! session's late end must not remove its successor.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::media::*;
+use common::peers::*;
+use common::*;
+use rtcio_gateway::media::source::VideoCodec;
+use rtcio_gateway::metrics::Metrics;
+use rtcio_gateway::participant::events::ParticipantEvent;
+use rtcio_gateway::participant::room::Participant;
+use serde_json::Value;
+
+/// Bytes a recording must have grown past to count as being recorded.
+const RECORDING: u64 = 40_000;
+
+/// Wait (up to [`LONG`]) until a recording of `room_dir` other than `except` is
+/// being written and its file has more than [`RECORDING`] bytes.
+async fn recording_grows(room_dir: &Path, except: Option<&Path>) -> (PathBuf, Value) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let growing = manifests(room_dir).into_iter().find(|(path, m)| {
+            m["state"] == "recording"
+                && Some(path.as_path()) != except
+                && std::fs::metadata(file_of(path, m)).map(|f| f.len()).unwrap_or(0) > RECORDING
+        });
+        if let Some(found) = growing {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no recording grew in {}: {:#?}",
+            room_dir.display(),
+            manifests(room_dir)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn joined_id(p: &mut Participant) -> String {
+    match wait_for(p, "joined", |e| matches!(e, ParticipantEvent::Joined { .. })).await {
+        ParticipantEvent::Joined { own_id, .. } => own_id,
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_leaves_and_rejoins_from_the_same_socket_is_recorded_both_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = recording_gateway(dir.path(), |_| {}).await;
+    let metrics = Metrics::new();
+    let mut alice = publisher(&url(&gw), "rejoin", "alice", &metrics);
+    let socket_id = joined_id(&mut alice).await;
+    recorder_connected(&mut alice).await;
+    let media = source(Some(VideoCodec::Vp8));
+    alice.publish(media.stream("cam", "camera", None)).unwrap();
+    let room_dir = dir.path().join("rejoin");
+    let (first, _) = recording_grows(&room_dir, None).await;
+
+    alice.rejoin().unwrap();
+    assert_eq!(joined_id(&mut alice).await, socket_id, "re-joined from the same socket");
+    recorder_connected(&mut alice).await;
+    // The second stretch is recorded into a file of its own...
+    let (second, _) = recording_grows(&room_dir, Some(&first)).await;
+    // ...and the first one ended when alice left.
+    let first_done = finished_manifests(&room_dir, 1, LONG).await;
+    assert_eq!(first_done.len(), 1, "only the first stretch ended: {first_done:#?}");
+    assert_eq!(first_done[0].0, first);
+    assert_eq!(first_done[0].1["end_reason"], "peer-left");
+    alice.shutdown().await;
+
+    let done = finished_manifests(&room_dir, 2, LONG).await;
+    assert_eq!(manifests(&room_dir).len(), 2, "one file per stretch: {done:#?}");
+    assert_eq!(done.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), vec![first, second]);
+    for (path, manifest) in &done {
+        assert_eq!(manifest["state"], "finished", "{manifest}");
+        assert_eq!(manifest["end_reason"], "peer-left", "{manifest}");
+        assert_eq!(manifest["peer"]["id"], socket_id.as_str());
+        let file = file_of(path, manifest);
+        let probe = ffprobe(&file);
+        assert!(stream(&probe, "video").is_some() && stream(&probe, "audio").is_some(), "{probe}");
+        let (decoded, errors, last_frame) = decode(&file);
+        assert!(decoded && errors.is_empty(), "{}: {errors}", file.display());
+        assert!(last_frame > 0.5, "{}: video decodes to {last_frame:.2}s only", file.display());
+    }
+    gw.shutdown().await.unwrap();
+}
