@@ -52,33 +52,32 @@ async fn joined_id(p: &mut Participant) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_that_leaves_and_rejoins_from_the_same_socket_is_recorded_both_times() {
-    let dir = tempfile::tempdir().unwrap();
-    let gw = recording_gateway(dir.path(), |_| {}).await;
+/// Alice publishes on `server`, leaves and re-joins from the same socket,
+/// then leaves for good; the room (recorded into `room_dir`) must hold two
+/// finished `peer-left` recordings of her socket that decode.
+async fn leave_and_rejoin_is_recorded_twice(server: &str, room: &str, room_dir: &Path) {
     let metrics = Metrics::new();
-    let mut alice = publisher(&url(&gw), "rejoin", "alice", &metrics);
+    let mut alice = publisher(server, room, "alice", &metrics);
     let socket_id = joined_id(&mut alice).await;
     recorder_connected(&mut alice).await;
     let media = source(Some(VideoCodec::Vp8));
     alice.publish(media.stream("cam", "camera", None)).unwrap();
-    let room_dir = dir.path().join("rejoin");
-    let (first, _) = recording_grows(&room_dir, None).await;
+    let (first, _) = recording_grows(room_dir, None).await;
 
     alice.rejoin().unwrap();
     assert_eq!(joined_id(&mut alice).await, socket_id, "re-joined from the same socket");
     recorder_connected(&mut alice).await;
     // The second stretch is recorded into a file of its own...
-    let (second, _) = recording_grows(&room_dir, Some(&first)).await;
+    let (second, _) = recording_grows(room_dir, Some(&first)).await;
     // ...and the first one ended when alice left.
-    let first_done = finished_manifests(&room_dir, 1, LONG).await;
+    let first_done = finished_manifests(room_dir, 1, LONG).await;
     assert_eq!(first_done.len(), 1, "only the first stretch ended: {first_done:#?}");
     assert_eq!(first_done[0].0, first);
     assert_eq!(first_done[0].1["end_reason"], "peer-left");
     alice.shutdown().await;
 
-    let done = finished_manifests(&room_dir, 2, LONG).await;
-    assert_eq!(manifests(&room_dir).len(), 2, "one file per stretch: {done:#?}");
+    let done = finished_manifests(room_dir, 2, LONG).await;
+    assert_eq!(manifests(room_dir).len(), 2, "one file per stretch: {done:#?}");
     assert_eq!(done.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), vec![first, second]);
     for (path, manifest) in &done {
         assert_eq!(manifest["state"], "finished", "{manifest}");
@@ -91,5 +90,59 @@ async fn a_peer_that_leaves_and_rejoins_from_the_same_socket_is_recorded_both_ti
         assert!(decoded && errors.is_empty(), "{}: {errors}", file.display());
         assert!(last_frame > 0.5, "{}: video decodes to {last_frame:.2}s only", file.display());
     }
+}
+
+/// Our server sends `user-disconnected` on `leave-room`, then
+/// `#rtcio:init-offer` for the same socket id when it joins again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_leaves_and_rejoins_from_the_same_socket_is_recorded_both_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = recording_gateway(dir.path(), |_| {}).await;
+    leave_and_rejoin_is_recorded_twice(&url(&gw), "rejoin", &dir.path().join("rejoin")).await;
     gw.shutdown().await.unwrap();
+}
+
+/// Kills a child process even when the test fails.
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Node reference server has no `leave-room` handler: the socket stays in
+/// the room, and its second `join-room` sends the recorder `#rtcio:init-offer`
+/// for the same id with no `user-disconnected` before — the recorder replaces
+/// a session that is still alive (recorded here by `rtcio-gateway join`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_offer_for_a_connected_peer_replaces_its_session_and_both_are_recorded() {
+    init_tracing();
+    let node_dir = ensure_node_modules();
+    let mut server = KillOnDrop(
+        std::process::Command::new("node")
+            .args(["reference-server.mjs", "0"])
+            .current_dir(&node_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node runs"),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().unwrap()), &mut line).unwrap();
+    let port: u16 = line.trim().strip_prefix("listening ").unwrap().parse().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let _recorder = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_rtcio-gateway"))
+            .args(["join", "--server", &url, "--room", "rejoin", "--name", "recorder", "--udp-bind", "127.0.0.1"])
+            .arg("--recordings")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the gateway runs"),
+    );
+    // The recorder is in the room first (alice waits for it to connect to her).
+    leave_and_rejoin_is_recorded_twice(&url, "rejoin", &dir.path().join("rejoin")).await;
 }
