@@ -248,9 +248,9 @@ async fn run(
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(id) = done_rx.recv() => {
-                // A session ended by itself (peer gone, connection stuck).
+                // A session ended (peer gone, connection stuck, closed by us).
                 if !sessions.ended(&id) {
-                    tracing::debug!(peer = %id.peer, serial = id.serial, "a replaced session ended");
+                    tracing::debug!(peer = %id.peer, serial = id.serial, "a session no longer current ended");
                 }
             }
             cmd = commands.recv() => match cmd {
