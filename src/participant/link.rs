@@ -1,7 +1,9 @@
 //! The participant's signaling link: a socket.io connection to any rtc.io
 //! server that joins one room, and after a lost connection reconnects with
 //! backoff and joins again (with a new socket id: rtc.io servers have no
-//! connection-state recovery, so peers see us leave and come back).
+//! connection-state recovery, so peers see us leave and come back). Asked to,
+//! it also leaves the room and joins it again on the same connection (same
+//! socket id), as an app does that leaves a room and comes back.
 
 use std::time::Duration;
 
@@ -39,6 +41,8 @@ pub enum LinkEvent {
     Lost {
         reason: String,
     },
+    /// We sent `leave-room` (see [`Link::rejoin`]); `Joined` follows once back in.
+    LeftRoom,
     UserConnected {
         id: String,
         name: String,
@@ -72,6 +76,7 @@ pub struct Link {
 enum Command {
     Envelope { target: String, data: Value },
     Emit { event: String, arg: Value },
+    Rejoin,
 }
 
 impl Link {
@@ -92,6 +97,12 @@ impl Link {
     /// Emit a server event (e.g. `media-state`).
     pub fn emit(&self, event: &str, arg: Value) {
         let _ = self.commands.send(Command::Emit { event: event.into(), arg });
+    }
+
+    /// Leave the room (`leave-room`) and join it again on the same connection:
+    /// `LeftRoom`, then `Joined` (same socket id) or `Refused`.
+    pub fn rejoin(&self) {
+        let _ = self.commands.send(Command::Rejoin);
     }
 }
 
@@ -132,6 +143,8 @@ async fn run(
         // Anything queued while we were away was addressed to the old session.
         while commands.try_recv().is_ok() {}
         let (sender, mut receiver) = client.split();
+        // Members announced since our re-join's `join-room`, until its answer.
+        let mut rejoining: Option<Vec<(String, String)>> = None;
         let reason = loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
@@ -139,10 +152,31 @@ async fn run(
                     return;
                 }
                 cmd = commands.recv() => match cmd {
+                    Some(Command::Rejoin) => {
+                        let _ = sender.emit(EV_LEAVE_ROOM, &json!({"roomId": config.room}));
+                        let _ = events.send(LinkEvent::LeftRoom);
+                        let _ = sender.emit(EV_JOIN_ROOM, &join_payload(&config));
+                        rejoining = Some(Vec::new());
+                    }
                     Some(cmd) => send_command(&sender, &own_id, cmd),
                     None => { sender.close_now(); return; }
                 },
                 ev = receiver.recv() => match ev {
+                    Some(SioEvent::Event { name, args }) if rejoining.is_some() => {
+                        match rejoin_answer(&own_id, rejoining.as_mut().expect("rejoining"), name, args) {
+                            RejoinStep::Waiting => {}
+                            RejoinStep::Event(e) => { let _ = events.send(e); }
+                            RejoinStep::Done(e) => {
+                                let refused = matches!(e, LinkEvent::Refused { .. });
+                                rejoining = None;
+                                let _ = events.send(e);
+                                if refused {
+                                    sender.close_now();
+                                    return;
+                                }
+                            }
+                        }
+                    }
                     Some(SioEvent::Event { name, args }) => {
                         if let Some(e) = link_event(&own_id, name, args) {
                             let _ = events.send(e);
@@ -165,7 +199,50 @@ fn send_command(sender: &SioSender, own_id: &str, cmd: Command) {
             sender.emit(EV_MESSAGE, &json!({"source": own_id, "target": target, "data": data}))
         }
         Command::Emit { event, arg } => sender.emit(&event, &arg),
+        Command::Rejoin => Ok(()),
     };
+}
+
+fn join_payload(config: &LinkConfig) -> Value {
+    let mut join = json!({"roomId": config.room, "name": config.name});
+    if let Some(p) = &config.password {
+        join["password"] = json!(p);
+    }
+    join
+}
+
+enum RejoinStep {
+    /// Part of the answer to our `join-room` (a member's `user-connected`).
+    Waiting,
+    /// Anything else, passed on as usual.
+    Event(LinkEvent),
+    /// The answer: `Joined` (with the members announced before it) or `Refused`.
+    Done(LinkEvent),
+}
+
+/// One server event while a re-join's `join-room` awaits its answer (pure).
+fn rejoin_answer(own_id: &str, members: &mut Vec<(String, String)>, name: String, args: Vec<Value>) -> RejoinStep {
+    match name.as_str() {
+        EV_USER_CONNECTED => match link_event(own_id, name, args) {
+            Some(LinkEvent::UserConnected { id, name }) => {
+                members.push((id, name));
+                RejoinStep::Waiting
+            }
+            _ => RejoinStep::Waiting,
+        },
+        EV_JOIN_OK => {
+            RejoinStep::Done(LinkEvent::Joined { own_id: own_id.to_string(), members: std::mem::take(members) })
+        }
+        EV_JOIN_ERROR => {
+            let arg = args.into_iter().next().unwrap_or(Value::Null);
+            let reason = arg["reason"].as_str().unwrap_or("unknown");
+            RejoinStep::Done(LinkEvent::Refused { reason: format!("join-error: {reason}") })
+        }
+        _ => match link_event(own_id, name, args) {
+            Some(e) => RejoinStep::Event(e),
+            None => RejoinStep::Waiting,
+        },
+    }
 }
 
 enum JoinFailure {
@@ -185,11 +262,7 @@ async fn connect_and_join(config: &LinkConfig) -> Result<(SioClient, String, Vec
         Err(ConnectError::BadUrl(u)) => return Err(JoinFailure::Refused(format!("invalid server URL {u:?}"))),
         Err(e) => return Err(JoinFailure::Transient(e.to_string())),
     };
-    let mut join = json!({"roomId": config.room, "name": config.name});
-    if let Some(p) = &config.password {
-        join["password"] = json!(p);
-    }
-    client.emit(EV_JOIN_ROOM, &join).map_err(|e| JoinFailure::Transient(e.to_string()))?;
+    client.emit(EV_JOIN_ROOM, &join_payload(config)).map_err(|e| JoinFailure::Transient(e.to_string()))?;
     let mut members = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -277,5 +350,22 @@ mod tests {
             link_event(me, "media-state".into(), vec![json!({"mic": true})]),
             Some(LinkEvent::Other { event: "media-state".into(), arg: json!({"mic": true}) })
         );
+    }
+
+    #[test]
+    fn a_rejoin_collects_the_members_until_join_ok() {
+        let mut members = Vec::new();
+        let step = |m: &mut Vec<_>, name: &str, arg: Value| rejoin_answer("me", m, name.into(), vec![arg]);
+        assert!(matches!(step(&mut members, "user-connected", json!({"id": "b", "name": "rec"})), RejoinStep::Waiting));
+        assert!(matches!(
+            step(&mut members, "media-state", json!({"id": "b", "mic": true, "cam": false})),
+            RejoinStep::Event(LinkEvent::Other { .. })
+        ));
+        let RejoinStep::Done(joined) = step(&mut members, "join-ok", json!({"roomId": "r"})) else { panic!() };
+        assert_eq!(joined, LinkEvent::Joined { own_id: "me".into(), members: vec![("b".into(), "rec".into())] });
+        let RejoinStep::Done(refused) = step(&mut members, "join-error", json!({"reason": "wrong-password"})) else {
+            panic!()
+        };
+        assert_eq!(refused, LinkEvent::Refused { reason: "join-error: wrong-password".into() });
     }
 }

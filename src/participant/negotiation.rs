@@ -18,7 +18,10 @@
 //! - remote candidates are queued until a remote description is applied;
 //! - `failed` triggers an ICE restart; a connection that stays
 //!   disconnected/failed is closed after 12 s, or 2.5 s when a
-//!   `#rtcio:peer-left` hint for the peer arrived in the last 30 s.
+//!   `#rtcio:peer-left` hint for the peer arrived in the last 30 s;
+//! - the server saying the peer is gone from the room (`user-disconnected`:
+//!   its socket disconnected or it sent `leave-room`) closes the connection at
+//!   once — ICE would notice only ≈ 5 s later — whatever its state.
 
 use std::time::{Duration, Instant};
 
@@ -108,8 +111,10 @@ pub enum Input {
     RemoteAnswerApplied,
     OperationFailed(Operation, String),
     ConnectionState(ConnState),
-    /// `#rtcio:peer-left` for this peer.
+    /// `#rtcio:peer-left` for this peer: it is probably leaving (PROTOCOL.md §4 grace rules).
     PeerLeftHint,
+    /// `user-disconnected` for this peer: the server no longer has it in the room.
+    PeerGone,
     /// Time passes (the driver ticks about every 250 ms).
     Tick,
 }
@@ -145,6 +150,18 @@ pub enum CloseReason {
     Stuck,
     /// The peer connection closed itself.
     Closed,
+    /// The signaling server reported the peer gone from the room.
+    PeerLeft,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Stuck => "connection stuck",
+            CloseReason::Closed => "closed",
+            CloseReason::PeerLeft => "peer left the room",
+        }
+    }
 }
 
 /// Things worth counting that need no action.
@@ -320,6 +337,10 @@ impl Negotiator {
             Input::PeerLeftHint => {
                 self.hint_at = Some(now);
                 self.check_stuck(now, &mut out);
+            }
+            Input::PeerGone => {
+                self.closed = true;
+                out.push(Action::Close(CloseReason::PeerLeft));
             }
             Input::Tick => self.check_stuck(now, &mut out),
         }
@@ -547,6 +568,33 @@ mod tests {
         n.handle(Input::ConnectionState(ConnState::Disconnected), now + Duration::from_secs(1));
         assert_eq!(n.handle(Input::Tick, now + Duration::from_secs(3)), vec![]);
         assert_eq!(n.handle(Input::Tick, now + Duration::from_millis(3600)), vec![Action::Close(CloseReason::Stuck)]);
+    }
+
+    #[test]
+    fn a_peer_gone_from_the_room_closes_at_once_whatever_the_connection_state() {
+        for state in [ConnState::New, ConnState::Connecting, ConnState::Connected, ConnState::Disconnected] {
+            let now = t0();
+            let mut n = Negotiator::new(Role::Polite);
+            n.handle(Input::ConnectionState(state), now);
+            assert_eq!(n.handle(Input::PeerGone, now), vec![Action::Close(CloseReason::PeerLeft)], "{state:?}");
+            assert!(n.is_closed());
+            // Nothing follows a close: no ICE restart, no second close.
+            assert_eq!(n.handle(Input::ConnectionState(ConnState::Failed), now), vec![]);
+            assert_eq!(n.handle(Input::Tick, now + STUCK_GRACE), vec![]);
+        }
+    }
+
+    #[test]
+    fn a_hint_then_the_peer_gone_closes_without_waiting_for_ice() {
+        let now = t0();
+        let mut n = Negotiator::new(Role::Impolite);
+        n.handle(Input::ConnectionState(ConnState::Connected), now);
+        // Servers send `#rtcio:peer-left` and `user-disconnected` together.
+        assert_eq!(n.handle(Input::PeerLeftHint, now), vec![]);
+        assert_eq!(
+            n.handle(Input::PeerGone, now + Duration::from_millis(1)),
+            vec![Action::Close(CloseReason::PeerLeft)]
+        );
     }
 
     #[test]

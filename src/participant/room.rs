@@ -3,8 +3,15 @@
 //! The room task owns the peer map. It creates a polite session when the
 //! server sends `#rtcio:init-offer`, an impolite one when a peer's first
 //! offer or candidate arrives, hands each peer's envelopes to its session in
-//! order, passes `#rtcio:peer-left` hints on, and rebuilds everything after a
-//! signaling reconnect (we come back with a new socket id, so the peers do too).
+//! order, passes `#rtcio:peer-left` hints and `user-disconnected` on, and
+//! rebuilds everything after a signaling reconnect (we come back with a new
+//! socket id, so the peers do too).
+//!
+//! Sessions are kept in a [`SessionTable`] by peer id *and* serial number: a
+//! session that ends reports its own [`SessionId`], and only removes itself if
+//! it is still the peer's current session — a peer that left the room and
+//! re-joined from the same socket gets a new session (`#rtcio:init-offer`
+//! again), which the old one's late end must not remove.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,7 +27,7 @@ use super::events::{LocalStream, ParticipantEvent, PeerInfo};
 use super::link::{Link, LinkConfig, LinkEvent};
 use super::negotiation::Role;
 use super::peer_connection::NetConfig;
-use super::session::{LocalMedia, Session, SessionInput, SessionShared};
+use super::session::{LocalMedia, Session, SessionId, SessionInput, SessionShared};
 use crate::metrics::ParticipantMetrics;
 
 /// Everything needed to put a participant into a room.
@@ -50,6 +57,7 @@ enum Command {
     Binary { channel: Channel, data: Bytes },
     MediaChanged,
     Envelope { target: String, data: Value },
+    Rejoin,
 }
 
 /// A running participant. Dropping it (or [`Participant::shutdown`]) leaves the room.
@@ -150,6 +158,14 @@ impl Participant {
         self.commands.send(Command::MediaChanged).map_err(|_| ParticipantError::Stopped)
     }
 
+    /// Leave the room (`leave-room`) and join it again from the same socket,
+    /// as an app does that leaves a room and comes back: every peer
+    /// connection closes, a new `Joined` event follows, and the members
+    /// connect to us anew. Published streams stay published.
+    pub fn rejoin(&self) -> Result<(), ParticipantError> {
+        self.commands.send(Command::Rejoin).map_err(|_| ParticipantError::Stopped)
+    }
+
     /// Leave the room and close every peer connection.
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
@@ -165,6 +181,53 @@ impl Drop for Participant {
     }
 }
 
+/// The current session of each peer, told apart from the ones it replaced.
+struct SessionTable<S> {
+    current: HashMap<String, (u64, S)>,
+    next_serial: u64,
+}
+
+impl<S> SessionTable<S> {
+    fn new() -> Self {
+        Self { current: HashMap::new(), next_serial: 0 }
+    }
+
+    /// Make the session built by `build` (given its id) the peer's current
+    /// one; returns the session it replaced, if any.
+    fn insert(&mut self, peer: &str, build: impl FnOnce(SessionId) -> S) -> Option<S> {
+        self.next_serial += 1;
+        let id = SessionId { peer: peer.to_string(), serial: self.next_serial };
+        let session = build(id);
+        self.current.insert(peer.to_string(), (self.next_serial, session)).map(|(_, old)| old)
+    }
+
+    fn get(&self, peer: &str) -> Option<&S> {
+        self.current.get(peer).map(|(_, s)| s)
+    }
+
+    fn contains(&self, peer: &str) -> bool {
+        self.current.contains_key(peer)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &S> {
+        self.current.values().map(|(_, s)| s)
+    }
+
+    /// Forget the session `id` ended; returns whether it was still current
+    /// (a replaced session's end leaves its successor alone).
+    fn ended(&mut self, id: &SessionId) -> bool {
+        let current = self.current.get(&id.peer).is_some_and(|(serial, _)| *serial == id.serial);
+        if current {
+            self.current.remove(&id.peer);
+        }
+        current
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = S> + '_ {
+        self.current.drain().map(|(_, (_, s))| s)
+    }
+}
+
 async fn run(
     shared: Arc<SessionShared>,
     mut link_events: mpsc::UnboundedReceiver<LinkEvent>,
@@ -172,9 +235,9 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let metrics = shared.metrics.clone();
-    let mut sessions: HashMap<String, Session> = HashMap::new();
+    let mut sessions: SessionTable<Session> = SessionTable::new();
     let mut names: HashMap<String, String> = HashMap::new();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<SessionId>();
     let emit = |e: ParticipantEvent| {
         let _ = shared.events.send(e);
     };
@@ -186,8 +249,10 @@ async fn run(
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(id) = done_rx.recv() => {
-                // A session ended by itself (peer gone, connection stuck).
-                sessions.remove(&id);
+                // A session ended (peer gone, connection stuck, closed by us).
+                if !sessions.ended(&id) {
+                    tracing::debug!(peer = %id.peer, serial = id.serial, "a session no longer current ended");
+                }
             }
             cmd = commands.recv() => match cmd {
                 None => break,
@@ -207,6 +272,7 @@ async fn run(
                     }
                 }
                 Some(Command::Envelope { target, data }) => shared.link.send_envelope(&target, data),
+                Some(Command::Rejoin) => shared.link.rejoin(),
                 Some(Command::MediaChanged) => {
                     for s in sessions.values() {
                         s.send(SessionInput::LocalMediaChanged);
@@ -228,35 +294,49 @@ async fn run(
                     break;
                 }
                 Some(LinkEvent::Lost { reason }) => {
-                    for (_, s) in sessions.drain() {
+                    for s in sessions.drain() {
                         s.send(SessionInput::Close);
                     }
                     emit(ParticipantEvent::SignalingLost { reason });
                 }
+                Some(LinkEvent::LeftRoom) => {
+                    // Out of the room: no peer stays connected (PROTOCOL.md §2 leave-room).
+                    for s in sessions.drain() {
+                        s.send(SessionInput::Close);
+                    }
+                }
                 Some(LinkEvent::UserConnected { id, name }) => {
                     names.insert(id, name);
                 }
-                Some(LinkEvent::UserDisconnected { id }) | Some(LinkEvent::PeerLeft { id }) => {
+                Some(LinkEvent::UserDisconnected { id }) => {
+                    tracing::debug!(peer = %id, "user-disconnected: the peer is gone from the room");
+                    if let Some(s) = sessions.get(&id) {
+                        s.send(SessionInput::PeerGone);
+                    }
+                }
+                Some(LinkEvent::PeerLeft { id }) => {
+                    tracing::debug!(peer = %id, "#rtcio:peer-left hint");
                     if let Some(s) = sessions.get(&id) {
                         s.send(SessionInput::PeerLeftHint);
                     }
                 }
                 Some(LinkEvent::InitOffer { source }) => {
-                    if let Some(old) = sessions.remove(&source) {
+                    let p = peer(&names, &source);
+                    let spawn = |id| Session::spawn(p, id, Role::Polite, shared.clone(), done_tx.clone());
+                    if let Some(old) = sessions.insert(&source, spawn) {
+                        tracing::debug!(peer = %source, "init-offer for a peer with a session: replacing it");
                         old.send(SessionInput::Close);
                     }
-                    let p = peer(&names, &source);
-                    sessions.insert(source, Session::spawn(p, Role::Polite, shared.clone(), done_tx.clone()));
                 }
                 Some(LinkEvent::Message { source, data }) => {
-                    if !sessions.contains_key(&source) {
+                    if !sessions.contains(&source) {
                         // Only a description or a candidate may open a connection.
                         if data.get("description").is_none() && data.get("candidate").is_none() {
                             tracing::debug!(peer = %source, "envelope from a peer without a connection ignored");
                             continue;
                         }
                         let p = peer(&names, &source);
-                        sessions.insert(source.clone(), Session::spawn(p, Role::Impolite, shared.clone(), done_tx.clone()));
+                        sessions.insert(&source, |id| Session::spawn(p, id, Role::Impolite, shared.clone(), done_tx.clone()));
                     }
                     if let Some(s) = sessions.get(&source) {
                         s.send(SessionInput::Signal(data));
@@ -268,11 +348,49 @@ async fn run(
             },
         }
     }
-    for (_, s) in sessions.drain() {
+    for s in sessions.drain() {
         s.send(SessionInput::Close);
     }
     // Give the sessions a moment to close their connections and report.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
     drop(done_tx);
     while tokio::time::timeout_at(deadline, done_rx.recv()).await.ok().flatten().is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_sessions_late_end_leaves_its_successor() {
+        let mut table = SessionTable::new();
+        let mut ids = Vec::new();
+        assert!(table.insert("b", |id| ids.push(id)).is_none());
+        // `#rtcio:init-offer` again for the same peer (left and re-joined from its socket).
+        assert!(table.insert("b", |id| ids.push(id)).is_some(), "the old session is handed back to be closed");
+        let (old, new) = (ids[0].clone(), ids[1].clone());
+        assert_eq!((old.peer.as_str(), new.peer.as_str()), ("b", "b"));
+        assert_ne!(old.serial, new.serial);
+        // The old session's end arrives after the new one started: nothing removed.
+        assert!(!table.ended(&old));
+        assert!(table.contains("b"));
+        // The new one's own end removes it.
+        assert!(table.ended(&new));
+        assert!(!table.contains("b"));
+        // A second report of the same end changes nothing.
+        assert!(!table.ended(&new));
+    }
+
+    #[test]
+    fn sessions_of_different_peers_are_independent() {
+        let mut table = SessionTable::new();
+        let mut ids = Vec::new();
+        table.insert("b", |id| ids.push(id));
+        table.insert("c", |id| ids.push(id));
+        assert!(table.ended(&ids[0]));
+        assert!(table.contains("c") && !table.contains("b"));
+        assert_eq!(table.values().count(), 1);
+        assert_eq!(table.drain().count(), 1);
+        assert!(!table.ended(&ids[1]), "drained sessions are no longer current");
+    }
 }

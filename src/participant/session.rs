@@ -40,7 +40,7 @@ use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
 use super::channels::{self, Channel, ChannelSpec};
 use super::events::*;
 use super::link::Link;
-use super::negotiation::{Action, Candidate, CloseReason, ConnState, Input, Negotiator, Operation, Role};
+use super::negotiation::{Action, Candidate, ConnState, Input, Negotiator, Operation, Role};
 use super::peer_connection::{NetConfig, build_peer_connection};
 use super::session_events::Internal;
 use super::streams::{MetadataDrop, PublishedStreams, ReceivedStreams, StreamAction};
@@ -78,7 +78,10 @@ pub struct LocalMedia {
 pub enum SessionInput {
     /// `data` of a `#rtcio:message` from this peer.
     Signal(Value),
+    /// `#rtcio:peer-left`: the peer is probably leaving.
     PeerLeftHint,
+    /// `user-disconnected`: the server no longer has the peer in the room.
+    PeerGone,
     /// The set of published streams changed.
     LocalMediaChanged,
     SendText {
@@ -92,22 +95,31 @@ pub enum SessionInput {
     Close,
 }
 
+/// Which session: the peer plus a serial number unique within the
+/// participant, so that a session replaced by a newer one for the same peer
+/// (`#rtcio:init-offer` again) is told apart from its successor.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionId {
+    pub peer: String,
+    pub serial: u64,
+}
+
 /// The room's handle to a session.
 pub struct Session {
     inputs: mpsc::UnboundedSender<SessionInput>,
 }
 
 impl Session {
-    /// Start a session for `peer`; `done` receives the peer id when it ends.
+    /// Start a session for `peer`; `done` receives `id` when it ends.
     pub fn spawn(
         peer: PeerInfo,
+        id: SessionId,
         role: Role,
         shared: Arc<SessionShared>,
-        done: mpsc::UnboundedSender<String>,
+        done: mpsc::UnboundedSender<SessionId>,
     ) -> Session {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
-            let id = peer.id.clone();
             match Driver::start(peer.clone(), role, shared.clone()).await {
                 Ok(driver) => driver.run(rx).await,
                 Err(e) => tracing::warn!(peer = %peer.id, error = %e, "cannot create a peer connection"),
@@ -270,11 +282,11 @@ impl Driver {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let reason = loop {
-            if self.neg.is_closed() {
-                break "closed".to_string();
-            }
             if let Some(reason) = self.closing {
                 break reason.to_string();
+            }
+            if self.neg.is_closed() {
+                break "closed".to_string();
             }
             tokio::select! {
                 input = inputs.recv() => match input {
@@ -323,6 +335,7 @@ impl Driver {
         match input {
             SessionInput::Signal(data) => self.on_signal(data).await,
             SessionInput::PeerLeftHint => self.feed(Input::PeerLeftHint).await,
+            SessionInput::PeerGone => self.feed(Input::PeerGone).await,
             SessionInput::LocalMediaChanged => {
                 if self.sync_local_tracks().await {
                     self.feed(Input::NegotiationNeeded).await;
@@ -491,10 +504,10 @@ impl Driver {
                 None
             }
             Action::Close(reason) => {
-                tracing::info!(peer = %self.peer.id, ?reason, "closing peer connection");
-                if reason == CloseReason::Stuck {
-                    let _ = self.pc.close().await;
-                }
+                tracing::info!(peer = %self.peer.id, reason = reason.as_str(), "closing peer connection");
+                // The session ends after this event; finish() reports the
+                // streams ended first, then closes the connection.
+                self.closing = Some(reason.as_str());
                 None
             }
         }
