@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::wait::wait_for_value;
+use super::wait::{wait_for_value, wait_for_value_every};
+
+/// How often a file being written is probed again (each probe runs ffprobe).
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 
 /// `ffprobe -show_format -show_streams` as JSON.
 pub fn ffprobe(path: &Path) -> Value {
@@ -165,7 +168,7 @@ pub async fn recordings_in_progress(dir: &Path) -> Vec<(PathBuf, Value, f64)> {
 /// Wait (up to [`super::peers::LONG`]) until a recording in `dir` being written now
 /// satisfies `pred(manifest, seconds of media in its file)`; returns it.
 pub async fn recording_in_progress(dir: &Path, what: &str, pred: impl Fn(&Value, f64) -> bool) -> (PathBuf, Value) {
-    wait_for_value(what, super::peers::LONG, || {
+    wait_for_value_every(PROBE_EVERY, what, super::peers::LONG, || {
         let pred = &pred;
         async move {
             let now = recordings_in_progress(dir).await;
@@ -181,7 +184,8 @@ pub async fn recording_in_progress(dir: &Path, what: &str, pred: impl Fn(&Value,
 /// Wait (up to [`super::peers::LONG`]) until at least `n` recordings in `dir`
 /// are being written and each of `n` holds at least `secs` seconds of media.
 pub async fn recordings_hold(dir: &Path, n: usize, secs: f64) {
-    wait_for_value(
+    wait_for_value_every(
+        PROBE_EVERY,
         &format!("{n} recordings in {} holding {secs} s of media", dir.display()),
         super::peers::LONG,
         || async move {

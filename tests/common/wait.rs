@@ -12,15 +12,25 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How often a condition is checked again.
-const POLL: Duration = Duration::from_millis(50);
+const POLL: Duration = Duration::from_millis(100);
 
-async fn pause() {
-    tokio::time::sleep(POLL).await;
+async fn pause(every: Duration) {
+    tokio::time::sleep(every).await;
 }
 
 /// Poll `check` until it returns `Ok(value)`; panic after `within`, naming
 /// `what` and showing the last `Err(seen)`.
-pub async fn wait_for_value<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+pub async fn wait_for_value<T, F, Fut>(what: &str, within: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    wait_for_value_every(POLL, what, within, check).await
+}
+
+/// [`wait_for_value`] for a check that costs something (spawns a process,
+/// reads a file): checked only `every` so often.
+pub async fn wait_for_value_every<T, F, Fut>(every: Duration, what: &str, within: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -32,7 +42,7 @@ where
             Err(seen) if Instant::now() >= deadline => {
                 panic!("timed out after {within:?} waiting for {what}; last seen: {seen}")
             }
-            Err(_) => pause().await,
+            Err(_) => pause(every).await,
         }
     }
 }
@@ -73,7 +83,7 @@ where
         if now >= end {
             return;
         }
-        pause().await;
+        pause(POLL).await;
     }
 }
 
