@@ -72,7 +72,7 @@ pub fn decode_errors(stderr: &str) -> String {
 
 /// ffmpeg's log line `    Last message repeated 3 times` (or `[ctx] Last message repeated ...`).
 fn is_repeat_notice(line: &str) -> bool {
-    let text = line.trim_start();
+    let text = line.trim();
     let text = match text.strip_prefix('[') {
         Some(rest) => rest.split_once("] ").map_or(text, |(_, after)| after),
         None => text,
