@@ -3,7 +3,9 @@
 //! A test that needs "until X" waits for X with a deadline and, when X does
 //! not come, fails saying what it waited for and what it saw last. A test
 //! that needs "X does not happen" holds the check for a window and fails the
-//! moment it breaks. Nothing else in the tests sleeps to let time pass.
+//! moment it breaks. Outside this module a test sleeps only where the
+//! duration is itself the behaviour under test (a client holding a room, a
+//! receiver answering slowly).
 #![allow(dead_code)]
 
 use std::future::Future;
