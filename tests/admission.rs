@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,19 +22,6 @@ async fn session_rooms(gw: &Gateway) -> Vec<String> {
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     v["sessions"].as_array().unwrap().iter().map(|s| s["room"].as_str().unwrap().to_string()).collect()
-}
-
-/// Poll `check` every 100 ms until it holds; panic after `within` saying what was awaited.
-async fn wait_until<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A hostile client: creates rooms (join, `hold`, leave) until `stop`, answering nothing.
@@ -140,9 +126,12 @@ async fn a_room_nobody_answers_in_is_left_and_joined_again_only_for_someone_new(
     assert_eq!(metric(&gw, "rtcio_gateway_recorder_admission_refusals_total{reason=\"unanswered\"}").await, 1.0);
     assert_eq!(metric(&gw, "rtcio_gateway_participant_joins_total{result=\"ok\"}").await, 1.0);
     // The same member stays: not joined again (several reconcile ticks and dwell times later).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(session_rooms(&gw).await, Vec::<String>::new());
-    assert_eq!(metric(&gw, "rtcio_gateway_participant_joins_total{result=\"ok\"}").await, 1.0);
+    assert_stays("the recorder staying out of the room", Duration::from_millis(2500), || async move {
+        let rooms = session_rooms(g).await;
+        let joins = metric(g, "rtcio_gateway_participant_joins_total{result=\"ok\"}").await;
+        if rooms.is_empty() && joins == 1.0 { Ok(()) } else { Err(format!("sessions in {rooms:?}, {joins} joins")) }
+    })
+    .await;
     // Someone new arrives: the recorder tries again.
     let _other = joined(&gw, "silent", "bot 2").await;
     wait_until("the recorder to join again", WAIT, || async move { session_rooms(g).await == ["silent"] }).await;

@@ -15,7 +15,7 @@ use rtcio_gateway::api::{OPENAPI, ROUTES};
 use rtcio_gateway::media::source::VideoCodec;
 use rtcio_gateway::metrics::Metrics;
 use rtcio_gateway::participant::channels::Channel;
-use rtcio_gateway::participant::events::ParticipantEvent;
+use rtcio_gateway::participant::events::{MediaKind, ParticipantEvent};
 use rtcio_gateway::participant::room::Participant;
 use serde_json::{Value, json};
 
@@ -101,28 +101,27 @@ fn enc(room: &str) -> String {
 
 /// Poll GET /api/v1/rooms/{room} until `pred` holds.
 async fn room_until(gw: &str, room: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + LONG;
-    loop {
+    let pred = &pred;
+    wait_for_value(what, LONG, || async move {
         let (status, _, value) = call(gw, "get", &format!("/api/v1/rooms/{}", enc(room)), None, None).await;
-        if status == 200 && pred(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {status} {value:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if status == 200 && pred(&value) { Ok(value) } else { Err(format!("{status} {value:#}")) }
+    })
+    .await
+}
+
+/// The sessions GET /api/v1/sessions lists.
+async fn sessions(gw: &str) -> Vec<Value> {
+    let (_, _, sessions) = call(gw, "get", "/api/v1/sessions", None, None).await;
+    sessions["sessions"].as_array().unwrap().clone()
 }
 
 /// Poll GET /api/v1/sessions until it lists none (the gateway left every room); fails after `within`.
 async fn sessions_until_empty(gw: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let (_, _, sessions) = call(gw, "get", "/api/v1/sessions", None, None).await;
-        if sessions["sessions"].as_array().unwrap().is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never left: {sessions}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_value("the gateway to leave every room", within, || async move {
+        let now = sessions(gw).await;
+        if now.is_empty() { Ok(()) } else { Err(format!("{now:#?}")) }
+    })
+    .await
 }
 
 /// Wait for the ctrl event `recording` with this state from the gateway.
@@ -300,8 +299,15 @@ async fn starting_and_stopping_over_the_api_tells_every_peer() {
     let mut bob = publisher(&base, "standup", "bob", &metrics);
     let media = source(Some(VideoCodec::Vp8));
     alice.publish(media.stream("cam", "camera", None)).unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(manifests(&dir.path().join("standup")).is_empty(), "nothing recorded before the API asks");
+    // The room is live (bob gets alice's video), and for a while nothing is recorded.
+    wait_for(&mut bob, "alice's video", |e| matches!(e, ParticipantEvent::Track(t) if t.kind == MediaKind::Video))
+        .await;
+    let standup = dir.path().join("standup");
+    assert_stays_sync("nothing recorded before the API asks", Duration::from_secs(1), || {
+        let found = manifests(&standup);
+        if found.is_empty() { Ok(()) } else { Err(format!("{found:#?}")) }
+    })
+    .await;
 
     let (status, _, room) =
         call(&base, "post", "/api/v1/rooms/standup/recording", Some(json!({"template": "record-webm"})), None).await;
@@ -363,8 +369,11 @@ async fn a_room_that_reaches_its_size_cap_stops_recording_until_it_empties() {
     let size = done[0].1["size_bytes"].as_u64().unwrap();
     // Checked every second (bytes counted every 2 s): within a few seconds of media.
     assert!((150_000..3_000_000).contains(&size), "{size}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(manifests(&room_dir).len(), 1, "the capped room is not recorded again");
+    assert_stays_sync("the capped room not being recorded again", Duration::from_secs(3), || {
+        let found = manifests(&room_dir);
+        if found.len() == 1 { Ok(()) } else { Err(format!("{found:#?}")) }
+    })
+    .await;
     let (_, _, room) = call(&base, "get", "/api/v1/rooms/capped", None, None).await;
     assert!(room["recording"].is_null(), "{room}");
     alice.shutdown().await;
@@ -381,9 +390,16 @@ async fn an_empty_room_keeps_its_recorder_for_the_grace_period() {
     recorder_connected(&mut alice).await;
     alice.shutdown().await;
     let left = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, _, sessions) = call(&base, "get", "/api/v1/sessions", None, None).await;
-    assert_eq!(sessions["sessions"][0]["room"], "brief", "still there within the grace period: {sessions}");
+    let b = &base;
+    assert_stays(
+        "the recorder staying in the room within the grace period",
+        Duration::from_millis(1500),
+        || async move {
+            let now = sessions(b).await;
+            if now.first().is_some_and(|s| s["room"] == "brief") { Ok(()) } else { Err(format!("{now:#?}")) }
+        },
+    )
+    .await;
     sessions_until_empty(&base, Duration::from_secs(15).saturating_sub(left.elapsed())).await;
     assert!(left.elapsed() >= Duration::from_secs(3), "left after {:?}, before the grace period", left.elapsed());
     assert_eq!(metric(&gw, "rtcio_gateway_rooms_recorded").await, 0.0);
@@ -455,22 +471,25 @@ async fn remote_rooms_are_recorded_and_stopped_over_the_api() {
     .await;
     told(&mut erin, "started").await;
 
-    let deadline = Instant::now() + LONG;
-    let room_dir = loop {
+    let room_dir = wait_for_value("a recording of the remote room", LONG, || {
         // "far away" is filed as far_away-<hash> (sanitised names get a hash suffix).
         let found =
             std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()).find(|p| !manifests(p).is_empty());
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(Instant::now() < deadline, "no recording of the remote room");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        std::future::ready(found.ok_or_else(|| "no room directory with a manifest".to_string()))
+    })
+    .await;
     assert_eq!(manifests(&room_dir)[0].1["server"], url(&remote));
     let relay = json!({"server": url(&remote), "room": "far away", "url": "rtmp://127.0.0.1:1/live/key"});
     let with_relay = c.check(&base, "post", "/api/v1/remote/relay", "/api/v1/remote/relay", Some(relay), 202).await;
     assert_eq!(with_relay["relay"]["url"], "rtmp://127.0.0.1:1/live/key***", "the stream key is redacted");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = &base;
+    wait_for_value("the relay to take erin's stream", LONG, || async move {
+        let now = sessions(b).await;
+        let far = now.iter().find(|s| s["room"] == "far away");
+        let relayed = far.and_then(|s| s["streams"].as_array()).is_some_and(|s| s.iter().any(|s| s["relayed"] == true));
+        if relayed { Ok(()) } else { Err(format!("{far:#?}")) }
+    })
+    .await;
 
     let stop = json!({"server": url(&remote), "room": "far away"});
     let (status, _, after) = call(&base, "post", "/api/v1/remote/recording/stop", Some(stop.clone()), None).await;
@@ -488,17 +507,14 @@ async fn remote_rooms_are_recorded_and_stopped_over_the_api() {
     let wrong = json!({"server": url(&remote), "room": "locked", "password": "guess"});
     let (status, _, _) = call(&base, "post", "/api/v1/remote/recording", Some(wrong), None).await;
     assert_eq!(status, 202);
-    let deadline = Instant::now() + LONG;
-    loop {
-        let sessions = c.check(&base, "get", "/api/v1/sessions", "/api/v1/sessions", None, 200).await;
+    let (b, contract) = (&base, tokio::sync::Mutex::new(c));
+    let session = wait_for_value("the session of the locked room to be refused", LONG, || async {
+        let sessions = contract.lock().await.check(b, "get", "/api/v1/sessions", "/api/v1/sessions", None, 200).await;
         let locked = sessions["sessions"].as_array().unwrap().iter().find(|s| s["room"] == "locked").cloned();
-        if let Some(session) = locked.filter(|s| s["state"] == "refused") {
-            assert!(session["error"].as_str().unwrap().contains("password"), "{session}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never refused: {sessions}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        locked.filter(|s| s["state"] == "refused").ok_or_else(|| format!("{sessions:#}"))
+    })
+    .await;
+    assert!(session["error"].as_str().unwrap().contains("password"), "{session}");
     frank.shutdown().await;
     erin.shutdown().await;
     gw.shutdown().await.unwrap();

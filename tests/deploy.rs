@@ -1439,17 +1439,31 @@ async fn live_metrics_pass_promtool_have_bounded_labels_and_cover_the_dashboard_
     publisher.publish(media.stream(STREAM_ID, "camera", None)).unwrap();
     for i in 0..5 {
         publisher.emit_on("chat", "msg", &[serde_json::json!(format!("hello {i}"))]).unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The gateway logs the chat (the first message after connect may be lost) and records a few seconds.
+    let room_dir = dir.path().join(ROOM);
+    let chat_log = room_dir.join("chat.jsonl");
+    common::wait_until_sync("the chat in the room's chat log", Duration::from_secs(20), || {
+        std::fs::read_to_string(&chat_log).is_ok_and(|log| log.lines().filter(|l| l.contains("hello ")).count() >= 4)
+    })
+    .await;
+    common::media::recordings_hold(&room_dir, 1, 2.5).await;
     // The control API (counted by status class once it exists).
     let (api_status, _) = common::http_get(&format!("{base}/api/v1/rooms")).await;
     println!("GET /api/v1/rooms -> {api_status}");
     publisher.shutdown().await;
     drop(media);
-    let done = common::media::finished_manifests(&dir.path().join(ROOM), 1, Duration::from_secs(15)).await;
+    let done = common::media::finished_manifests(&room_dir, 1, Duration::from_secs(15)).await;
     let file_name = done[0].1["file"].as_str().expect("manifest file").to_string();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let finished = "rtcio_gateway_recordings_total{result=\"finished\"}";
+    common::wait_for_value("the finished recording counted", Duration::from_secs(15), || async {
+        match common::metric_if_present(&gw, finished).await {
+            Ok(n) if n >= 1.0 => Ok(()),
+            Ok(n) => Err(format!("{finished} = {n}")),
+            Err(_) => Err(format!("{finished} missing")),
+        }
+    })
+    .await;
     let (status, body) = common::http_get(&format!("{base}/metrics")).await;
     gw.shutdown().await.unwrap();
     assert_eq!(status, 200);

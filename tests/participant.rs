@@ -132,10 +132,8 @@ async fn publisher_and_receiver_exchange_events_and_media() {
         if kind == MediaKind::Video {
             // A keyframe request reaches the publisher as RTCP PLI.
             t.keyframes.request();
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while metrics.participant.plis_sent_total.get() == 0 && std::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_until_sync("a PLI sent", Duration::from_secs(5), || metrics.participant.plis_sent_total.get() > 0)
+                .await;
             assert_eq!(metrics.participant.plis_sent_total.get(), 1);
         }
     }
@@ -370,10 +368,7 @@ async fn hostile_peer_input_is_dropped_and_counted() {
     assert_eq!(dropped("malformed"), 2);
     // Signaling arrives independently of the data channel: wait for it.
     let meta = |r: &str| metrics.participant.metadata_dropped_total.with_label_values(&[r]).get();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while meta("unknown_stream") < 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_sync("two unknown-stream metadata drops", Duration::from_secs(5), || meta("unknown_stream") >= 2).await;
     assert_eq!(meta("unknown_stream"), 2);
     // And the receiver is still fine.
     hostile.p.emit("still-there", &[]).unwrap();

@@ -29,11 +29,23 @@ async fn vp8_and_opus_are_recorded_to_webm_with_manifest_and_chat_log() {
     let published = Instant::now();
     for i in 0..10 {
         alice.emit_on("chat", "msg", &[json!(format!("hello #{i}"))]).unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
     }
     alice.emit("raise-hand", &[json!({"up": true})]).unwrap();
     alice.send_binary("chat", bytes::Bytes::from_static(b"\x00\x01binary")).unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let room_dir = wait_for_value("the room's recordings directory", LONG, || {
+        let rooms: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        std::future::ready(if rooms.len() == 1 { Ok(rooms[0].clone()) } else { Err(format!("{rooms:?}")) })
+    })
+    .await;
+    wait_until_sync("the chat, the raised hand and the binary message in the chat log", LONG, || {
+        let log = std::fs::read_to_string(room_dir.join("chat.jsonl")).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        lines.iter().filter(|l| l["channel"] == "chat" && l["event"] == "msg").count() >= 9
+            && lines.iter().any(|l| l["channel"] == "ctrl")
+            && lines.iter().any(|l| l["binary"].is_object())
+    })
+    .await;
+    recordings_hold(&room_dir, 1, 4.0).await;
     let published_for = published.elapsed().as_secs_f64();
     alice.shutdown().await;
     let left = Instant::now();
@@ -116,10 +128,10 @@ async fn h264_is_recorded_to_matroska_and_audio_only_streams_work() {
     let voice = source(None);
     bob.publish(video.stream("cam-h264", "camera", None)).unwrap();
     bob.publish(voice.stream("mic-only", "microphone", None)).unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let room_dir = dir.path().join("h264");
+    recordings_hold(&room_dir, 2, 3.5).await;
     bob.unpublish("cam-h264").unwrap();
     bob.unpublish("mic-only").unwrap();
-    let room_dir = dir.path().join("h264");
     let done = finished_manifests(&room_dir, 2, FINALISED).await;
     let by_event = |e: &str| done.iter().find(|(_, m)| m["event"] == e).unwrap_or_else(|| panic!("{e}: {done:#?}"));
 
@@ -160,13 +172,15 @@ async fn resolution_changes_and_a_restarted_encoder_keep_one_playable_file() {
     recorder_connected(&mut hugo).await;
     carol.publish(vp8.stream("cam", "camera", None)).unwrap();
     hugo.publish(h264.stream("cam-h264", "camera", None)).unwrap();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // About two seconds of media at each size, in both files.
+    let room_dir = dir.path().join("changes");
+    recordings_hold(&room_dir, 2, 2.0).await;
     vp8.set_video_size(320, 240);
     h264.set_video_size(320, 240);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    recordings_hold(&room_dir, 2, 4.0).await;
     vp8.set_video_size(640, 480);
     h264.set_video_size(640, 480);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    recordings_hold(&room_dir, 2, 6.0).await;
     carol.unpublish("cam").unwrap();
     hugo.unpublish("cam-h264").unwrap();
     let done = finished_manifests(&dir.path().join("changes"), 2, FINALISED).await;
@@ -198,24 +212,35 @@ async fn tracks_removed_readded_or_late_never_break_a_file() {
     let mut audio_only = full.clone();
     audio_only.tracks.retain(|t| t.kind == rtcio_gateway::participant::events::MediaKind::Audio);
 
-    // Audio long before video: the stream starts audio-only...
+    let room_dir = dir.path().join("tracks");
+    let has_video = |m: &serde_json::Value| m["codecs"]["video"].is_object();
+    // Audio long before video: the stream starts audio-only (three seconds of it)...
     dave.publish(audio_only.clone()).unwrap();
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    // ...video joins it (a new track with a new SSRC)...
+    recording_in_progress(&room_dir, "3 s of audio-only recording", |m, secs| !has_video(m) && secs >= 3.0).await;
+    // ...video joins it (a new track with a new SSRC), for three seconds...
     dave.publish(full.clone()).unwrap();
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    // ...video is removed and re-added quickly (a new SSRC again)...
+    let (_, with_video) =
+        recording_in_progress(&room_dir, "3 s of audio+video recording", |m, secs| has_video(m) && secs >= 3.0).await;
+    // ...video is removed and re-added quickly (a new SSRC again): re-added as soon as the
+    // recorder has taken the removal (the negotiation without video is done), well within the
+    // track wait (700 ms)...
+    let negotiated = || -> u64 {
+        let ok = |role: &str| metrics.participant.negotiations_total.with_label_values(&[role, "ok"]).get();
+        ok("polite") + ok("impolite")
+    };
+    let before = negotiated();
     dave.publish(audio_only.clone()).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_sync("the video's removal negotiated with the recorder", LONG, || negotiated() > before).await;
     // The same track again (removeTrack + addTrack of one MediaStreamTrack): a new transceiver, same track id.
     dave.publish(full.clone()).unwrap();
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // Three more seconds with video (in the same file, if the re-add continued it as it should).
+    recording_in_progress(&room_dir, "3 s more of audio+video recording", |m, secs| {
+        has_video(m) && secs >= if m["file"] == with_video["file"] { 6.0 } else { 3.0 }
+    })
+    .await;
     dave.unpublish("s1").unwrap();
 
-    let room_dir = dir.path().join("tracks");
-    let done = finished_manifests(&room_dir, 2, FINALISED).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let all = manifests(&room_dir);
+    let all = all_finished_manifests(&room_dir, 2, FINALISED).await;
     let reasons: Vec<&str> = all.iter().map(|(_, m)| m["end_reason"].as_str().unwrap_or("")).collect();
     for (path, manifest) in &all {
         let file = file_of(path, manifest);
@@ -238,7 +263,6 @@ async fn tracks_removed_readded_or_late_never_break_a_file() {
     // Video continues after the re-add, to the end of the file.
     let (_, _, last_frame) = decode(&file_of(&last.0, &last.1));
     assert!(last_frame > duration_of(&probe) - 1.0, "video stops at {last_frame:.2}s: {probe}");
-    drop(done);
     dave.shutdown().await;
     gw.shutdown().await.unwrap();
 }
@@ -276,17 +300,14 @@ impl Drop for KillOnDrop {
 
 /// Wait until a recording of the room is being written; returns its manifest path.
 async fn recording_started(room_dir: &Path) -> (std::path::PathBuf, serde_json::Value) {
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        if let Some(found) = manifests(room_dir).into_iter().find(|(_, m)| m["state"] == "recording") {
-            let file = file_of(&found.0, &found.1);
-            if std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) > 0 {
-                return found;
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no recording started in {}", room_dir.display());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_value(&format!("a recording started in {}", room_dir.display()), LONG, || {
+        let all = manifests(room_dir);
+        let started = all.iter().find(|(path, m)| {
+            m["state"] == "recording" && std::fs::metadata(file_of(path, m)).map(|m| m.len()).unwrap_or(0) > 0
+        });
+        std::future::ready(started.cloned().ok_or_else(|| format!("{all:#?}")))
+    })
+    .await
 }
 
 fn unix_ms_now() -> u64 {
@@ -304,7 +325,7 @@ async fn a_recording_survives_sigkill_up_to_the_last_second() {
     let media = source(Some(VideoCodec::Vp8));
     erin.publish(media.stream("cam", "camera", None)).unwrap();
     let (path, manifest) = recording_started(&dir.path().join("crash")).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    recordings_hold(&dir.path().join("crash"), 1, 4.0).await;
     child.0.kill().unwrap(); // SIGKILL
     let killed_at = unix_ms_now();
     child.0.wait().unwrap();
@@ -337,7 +358,7 @@ async fn sigterm_finalises_every_recording_within_five_seconds() {
     erin.publish(media.stream("cam", "camera", None)).unwrap();
     let room_dir = dir.path().join("term");
     recording_started(&room_dir).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    recordings_hold(&room_dir, 1, 3.0).await;
     let sent = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(sent.success());
     let signalled = Instant::now();
@@ -409,15 +430,12 @@ OPUS = "appsrc name=audio ! rtpjitterbuffer latency={latency} ! rtpopusdepay ! o
     let media = source(Some(VideoCodec::Vp8));
     frank.publish(media.stream("cam", "camera", None)).unwrap();
     let room_dir = dir.path().join("full");
-    let deadline = tokio::time::Instant::now() + LONG;
-    let failed = loop {
-        let failed: Vec<_> = manifests(&room_dir).into_iter().filter(|(_, m)| m["state"] == "failed").collect();
-        if failed.len() >= 2 {
-            break failed;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{:#?}", manifests(&room_dir));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let failed = wait_for_value("two failed recordings (a retry after the first)", LONG, || {
+        let all = manifests(&room_dir);
+        let failed: Vec<_> = all.iter().filter(|(_, m)| m["state"] == "failed").cloned().collect();
+        std::future::ready(if failed.len() >= 2 { Ok(failed) } else { Err(format!("{all:#?}")) })
+    })
+    .await;
     let (_, manifest) = &failed[0];
     assert_eq!(manifest["end_reason"], "pipeline-error");
     let error = manifest["error"].as_str().unwrap();
@@ -445,13 +463,22 @@ async fn stalled_video_does_not_hold_back_the_audio() {
     recorder_connected(&mut ivy).await;
     let media = source(Some(VideoCodec::Vp8));
     ivy.publish(media.stream("cam", "camera", None)).unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    media.pause_video(true);
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    media.pause_video(false);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    ivy.unpublish("cam").unwrap();
     let room_dir = dir.path().join("stall");
+    let has_video = |m: &serde_json::Value| m["codecs"]["video"].is_object();
+    let (_, first) =
+        recording_in_progress(&room_dir, "2 s of audio+video", |m, secs| has_video(m) && secs >= 2.0).await;
+    media.pause_video(true);
+    // The stall ends the file; the audio goes on in an audio-only one.
+    recording_in_progress(&room_dir, "2.5 s of audio-only recording while the video is stalled", |m, secs| {
+        !has_video(m) && secs >= 2.5
+    })
+    .await;
+    media.pause_video(false);
+    recording_in_progress(&room_dir, "2.5 s of audio+video again after the stall", |m, secs| {
+        has_video(m) && m["file"] != first["file"] && secs >= 2.5
+    })
+    .await;
+    ivy.unpublish("cam").unwrap();
     let done = finished_manifests(&room_dir, 3, FINALISED).await;
     let summary: Vec<(String, bool)> = done
         .iter()
@@ -519,10 +546,15 @@ async fn junk_rtp_from_a_hostile_peer_harms_nobody_else() {
     mallory.publish(stream).unwrap();
     let clean = source(Some(VideoCodec::Vp8));
     honest.publish(clean.stream("good", "camera", None)).unwrap();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let room_dir = dir.path().join("hostile");
+    recording_in_progress(&room_dir, "mallory's recording", |m, _| m["peer"]["name"] == "mallory").await;
+    recording_in_progress(&room_dir, "4 s of the honest peer's recording", |m, secs| {
+        m["peer"]["name"] == "honest" && secs >= 4.0
+    })
+    .await;
     mallory.unpublish("evil").unwrap();
     honest.unpublish("good").unwrap();
-    let done = finished_manifests(&dir.path().join("hostile"), 2, FINALISED).await;
+    let done = finished_manifests(&room_dir, 2, FINALISED).await;
     let (path, manifest) = done.iter().find(|(_, m)| m["peer"]["name"] == "honest").unwrap();
     let (decoded, errors, last) = decode(&file_of(path, manifest));
     assert!(decoded && errors.is_empty(), "the honest peer's file: {errors}");
@@ -556,17 +588,10 @@ async fn a_recording_that_gets_no_media_shows_in_the_data_age_gauge() {
     let gauge = "rtcio_gateway_recording_data_age_seconds";
     let until = |what: &'static str, pred: fn(f64) -> bool| {
         let gw = &gw;
-        async move {
-            let deadline = Instant::now() + LONG;
-            loop {
-                let value = metric(gw, gauge).await;
-                if pred(value) {
-                    return value;
-                }
-                assert!(Instant::now() < deadline, "{what}: {gauge} = {value}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
+        wait_for_value(what, LONG, move || async move {
+            let value = metric(gw, gauge).await;
+            if pred(value) { Ok(value) } else { Err(format!("{gauge} = {value}")) }
+        })
     };
     until("media flowing", |age| age < 2.5).await;
     camera.pause_video(true);
@@ -575,4 +600,18 @@ async fn a_recording_that_gets_no_media_shows_in_the_data_age_gauge() {
     until("media flowing again", |age| age < 2.5).await;
     jay.shutdown().await;
     gw.shutdown().await.unwrap();
+}
+
+/// The decode check judges each ffmpeg line once: "Last message repeated N
+/// times" neither counts as an error nor hides the error it repeats.
+#[test]
+fn decode_errors_ignore_ffmpegs_repeat_notices_but_keep_the_errors_they_repeat() {
+    let stderr = "[vp8 @ 0x55d0c0] Discarding interframe without a prior keyframe!\n    Last message repeated 3 times\n[null @ 0x1] Application provided invalid, non monotonically increasing dts to muxer in stream 0: 5 >= 5\n[vp8 @ 0x55d0c0] Last message repeated 12 times\n";
+    assert_eq!(decode_errors(stderr), "[vp8 @ 0x55d0c0] Discarding interframe without a prior keyframe!");
+    assert_eq!(decode_errors("    Last message repeated 1 times\n"), "");
+    assert_eq!(
+        decode_errors("Last message repeated often\n"),
+        "Last message repeated often",
+        "only ffmpeg's own notice"
+    );
 }

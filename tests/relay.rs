@@ -60,9 +60,7 @@ impl Drop for RtmpServer {
 
 /// ffprobe the live stream until it answers with both streams (a player joining mid-stream).
 async fn probe_live(url: &str, within: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut last = String::new();
-    while tokio::time::Instant::now() < deadline {
+    wait_for_value(&format!("something playable at {url}"), within, || async move {
         let url = url.to_string();
         let out = tokio::task::spawn_blocking(move || {
             std::process::Command::new("timeout")
@@ -78,13 +76,12 @@ async fn probe_live(url: &str, within: Duration) -> Value {
                 .map(|s| s.iter().filter_map(|s| s["codec_type"].as_str()).collect())
                 .unwrap_or_default();
             if kinds.contains(&"video") && kinds.contains(&"audio") {
-                return v;
+                return Ok(v);
             }
         }
-        last = String::from_utf8_lossy(&out.stderr).to_string();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    panic!("nothing playable at {url} within {within:?}: {last}");
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    })
+    .await
 }
 
 /// A camera + microphone source of this codec and size.
@@ -137,8 +134,14 @@ async fn a_configured_relay_transcodes_vp8_to_h264_and_survives_an_rtmp_restart(
     assert!(metric(&gw, "rtcio_gateway_relays_active").await >= 1.0);
 
     // The RTMP server goes away and comes back: the relay reconnects by itself.
+    let restarts = "rtcio_gateway_relay_restarts_total";
+    let before = metric(&gw, restarts).await;
     rtmp.stop();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let g = &gw;
+    wait_until("the relay to lose the RTMP server (a restart)", Duration::from_secs(30), || async move {
+        metric(g, restarts).await > before
+    })
+    .await;
     rtmp.launch();
     let probe = probe_live(&target, Duration::from_secs(30)).await;
     assert_eq!(stream(&probe, "video")["codec_name"], "h264");
@@ -205,7 +208,9 @@ async fn a_relay_is_started_and_stopped_over_the_control_api() {
     let streamer = publisher(&base, "studio", "streamer", &metrics);
     let camera = camera(VideoCodec::H264, 480, 270);
     streamer.publish(camera.stream("cam-h", "camera", None)).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let room_url = format!("{base}/api/v1/rooms/studio");
+    let room_url = &room_url;
+    wait_until("the streamer in the room", WAIT, || async move { http_get(room_url).await.0 == 200 }).await;
 
     let client = reqwest::Client::new();
     let started = client
@@ -227,11 +232,11 @@ async fn a_relay_is_started_and_stopped_over_the_control_api() {
 
     let stopped = client.delete(format!("{base}/api/v1/rooms/studio/relay")).send().await.unwrap();
     assert_eq!(stopped.status().as_u16(), 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while metric(&gw, "rtcio_gateway_relays_active").await > 0.0 {
-        assert!(tokio::time::Instant::now() < deadline, "the relay did not stop");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let g = &gw;
+    wait_until("the relay to stop", Duration::from_secs(15), || async move {
+        metric(g, "rtcio_gateway_relays_active").await == 0.0
+    })
+    .await;
     let room: Value = client.get(format!("{base}/api/v1/rooms/studio")).send().await.unwrap().json().await.unwrap();
     assert!(room["relay"].is_null(), "{room}");
     let stopped = common::webhooks::delivered(&deliveries, "relay.stopped").await;

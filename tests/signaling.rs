@@ -256,7 +256,7 @@ async fn room_passwords_follow_the_first_joiner_and_are_forgotten_when_empty() {
     assert_eq!(names(&a_events), vec!["user-connected", "#rtcio:init-offer", "#rtcio:peer-left", "user-disconnected"]);
     assert_eq!(a_events[3].1, json!({"id": b.id()}));
     a.close().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("the room to empty", WAIT, || async { metric(&gw, "rtcio_gateway_signaling_rooms").await == 0.0 }).await;
     let mut c = connect(&gw).await;
     c.emit("join-room", &json!({"roomId": "p", "name": "c"})).unwrap();
     c.expect("join-ok", WAIT).await.expect("open again after emptying");
@@ -588,15 +588,8 @@ async fn thousands_of_rooms_are_tracked_and_released() {
     for c in clients {
         c.close().await;
     }
-    let mut rooms = f64::NAN;
-    for _ in 0..50 {
-        rooms = metric(&gw, "rtcio_gateway_signaling_rooms").await;
-        if rooms == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(rooms, 0.0);
+    wait_until("every room to empty", WAIT, || async { metric(&gw, "rtcio_gateway_signaling_rooms").await == 0.0 })
+        .await;
     assert_eq!(metric(&gw, "rtcio_gateway_signaling_room_members").await, 0.0);
 }
 

@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::wait::{wait_for_value, wait_for_value_every};
+
+/// How often a file being written is probed again (each probe runs ffprobe).
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
 /// `ffprobe -show_format -show_streams` as JSON.
 pub fn ffprobe(path: &Path) -> Value {
     let out = std::process::Command::new("ffprobe")
@@ -49,13 +54,32 @@ pub fn decode(path: &Path) -> (bool, String, f64) {
         .args(["-f", "null", "-"])
         .output()
         .expect("ffmpeg runs");
-    // The null muxer's complaints about timestamps rounded to its frame rate are not decode errors.
-    let errors: Vec<&str> = std::str::from_utf8(&full.stderr)
-        .unwrap_or("")
+    (full.status.success(), decode_errors(&String::from_utf8_lossy(&full.stderr)), last)
+}
+
+/// The lines of ffmpeg's error output that are decode errors. Not errors:
+/// the null muxer's complaints about timestamps rounded to its frame rate,
+/// and ffmpeg's "Last message repeated N times" (the line it repeats was
+/// judged on its own already).
+pub fn decode_errors(stderr: &str) -> String {
+    let errors: Vec<&str> = stderr
         .lines()
         .filter(|l| !l.contains("non monotonically increasing dts to muxer"))
+        .filter(|l| !is_repeat_notice(l))
         .collect();
-    (full.status.success(), errors.join("\n"), last)
+    errors.join("\n")
+}
+
+/// ffmpeg's log line `    Last message repeated 3 times` (or `[ctx] Last message repeated ...`).
+fn is_repeat_notice(line: &str) -> bool {
+    let text = line.trim();
+    let text = match text.strip_prefix('[') {
+        Some(rest) => rest.split_once("] ").map_or(text, |(_, after)| after),
+        None => text,
+    };
+    text.strip_prefix("Last message repeated ")
+        .and_then(|rest| rest.strip_suffix(" times"))
+        .is_some_and(|n| n.trim().parse::<u64>().is_ok())
 }
 
 /// Picture sizes that appear in the video stream, in order, without repeats.
@@ -93,18 +117,97 @@ pub fn manifests(dir: &Path) -> Vec<(PathBuf, Value)> {
 
 /// Wait until `n` manifests in `dir` are no longer `recording`; returns them.
 pub async fn finished_manifests(dir: &Path, n: usize, within: Duration) -> Vec<(PathBuf, Value)> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    wait_for_value(&format!("{n} finished recordings in {}", dir.display()), within, || {
         let all = manifests(dir);
         let done: Vec<_> = all.iter().filter(|(_, m)| m["state"] != "recording").cloned().collect();
-        if done.len() >= n {
-            return done;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("{} of {n} recordings finished in {within:?}: {all:#?}", done.len());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        std::future::ready(if done.len() >= n { Ok(done) } else { Err(format!("{all:#?}")) })
+    })
+    .await
+}
+
+/// Wait until at least `n` manifests are in `dir` and none of them is still
+/// `recording` (nothing in the room is being written any more); returns them all.
+pub async fn all_finished_manifests(dir: &Path, n: usize, within: Duration) -> Vec<(PathBuf, Value)> {
+    wait_for_value(&format!("every recording in {} finished, at least {n}", dir.display()), within, || {
+        let all = manifests(dir);
+        let settled = all.len() >= n && all.iter().all(|(_, m)| m["state"] != "recording");
+        std::future::ready(if settled { Ok(all) } else { Err(format!("{all:#?}")) })
+    })
+    .await
+}
+
+/// Seconds of media the file holds so far (last packet time minus first,
+/// any stream), read from the file by ffprobe; 0 if nothing is readable yet.
+/// Works on a file still being written (the templates write unbuffered).
+pub async fn media_secs_in(path: &Path) -> f64 {
+    let out = tokio::process::Command::new("ffprobe")
+        .args(["-v", "quiet", "-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .await
+        .expect("ffprobe runs (apt-get install ffmpeg)");
+    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    let first = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if times.is_empty() { 0.0 } else { last - first }
+}
+
+/// The recordings of `dir` being written now, each with the seconds of media its file holds so far.
+pub async fn recordings_in_progress(dir: &Path) -> Vec<(PathBuf, Value, f64)> {
+    let mut found = Vec::new();
+    for (path, manifest) in manifests(dir).into_iter().filter(|(_, m)| m["state"] == "recording") {
+        let secs = media_secs_in(&file_of(&path, &manifest)).await;
+        found.push((path, manifest, secs));
     }
+    found
+}
+
+/// Wait (up to [`super::peers::LONG`]) until a recording in `dir` being written now
+/// satisfies `pred(manifest, seconds of media in its file)`; returns it.
+pub async fn recording_in_progress(dir: &Path, what: &str, pred: impl Fn(&Value, f64) -> bool) -> (PathBuf, Value) {
+    wait_for_value_every(PROBE_EVERY, what, super::peers::LONG, || {
+        let pred = &pred;
+        async move {
+            let now = recordings_in_progress(dir).await;
+            match now.iter().find(|(_, m, secs)| pred(m, *secs)) {
+                Some((path, manifest, _)) => Ok((path.clone(), manifest.clone())),
+                None => Err(summary(&now)),
+            }
+        }
+    })
+    .await
+}
+
+/// Wait (up to [`super::peers::LONG`]) until at least `n` recordings in `dir`
+/// are being written and each of `n` holds at least `secs` seconds of media.
+pub async fn recordings_hold(dir: &Path, n: usize, secs: f64) {
+    wait_for_value_every(
+        PROBE_EVERY,
+        &format!("{n} recordings in {} holding {secs} s of media", dir.display()),
+        super::peers::LONG,
+        || async move {
+            let now = recordings_in_progress(dir).await;
+            if now.iter().filter(|(_, _, held)| *held >= secs).count() >= n { Ok(()) } else { Err(summary(&now)) }
+        },
+    )
+    .await
+}
+
+fn summary(recordings: &[(PathBuf, Value, f64)]) -> String {
+    let lines: Vec<String> = recordings
+        .iter()
+        .map(|(_, m, secs)| {
+            format!(
+                "{} ({} video): {secs:.2} s",
+                m["file"],
+                if m["codecs"]["video"].is_object() { "with" } else { "no" }
+            )
+        })
+        .collect();
+    format!("recordings in progress: {lines:?}")
 }
 
 /// The recording file a manifest describes.

@@ -3,6 +3,7 @@
 
 pub mod media;
 pub mod peers;
+pub mod wait;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -11,6 +12,8 @@ use rtcio_gateway::config::Config;
 use rtcio_gateway::server::Gateway;
 use rtcio_gateway::sio_client::{SioClient, SioEvent};
 use serde_json::{Value, json};
+#[allow(unused_imports)]
+pub use wait::{assert_stays, assert_stays_sync, wait_for_value, wait_until, wait_until_sync};
 
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long we listen to conclude that something was NOT delivered.
@@ -99,7 +102,7 @@ pub async fn metric(gw: &Gateway, series: &str) -> f64 {
 }
 
 /// The series' value, or the whole /metrics body when the series is not in it.
-async fn metric_if_present(gw: &Gateway, series: &str) -> Result<f64, String> {
+pub async fn metric_if_present(gw: &Gateway, series: &str) -> Result<f64, String> {
     let body = reqwest_text(&format!("{}/metrics", url(gw))).await;
     body.lines()
         .find_map(|l| {

@@ -49,15 +49,15 @@ pub fn deliveries_of(got: &Deliveries, event: &str) -> Vec<Value> {
 
 /// Wait (up to 20 s) until at least one `event` was delivered; returns them all, checked.
 pub async fn delivered(got: &Deliveries, event: &str) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    super::wait::wait_for_value(&format!("a {event} webhook"), std::time::Duration::from_secs(20), || {
         let found = deliveries_of(got, event);
-        if !found.is_empty() {
-            return found;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no {event} webhook");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        std::future::ready(if found.is_empty() {
+            Err(format!("{} deliveries of other events", got.lock().unwrap().len()))
+        } else {
+            Ok(found)
+        })
+    })
+    .await
 }
 
 pub const WEBHOOK_SECRET: &str = "webhook-secret-for-tests";
