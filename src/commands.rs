@@ -18,7 +18,7 @@ use crate::participant::events::ParticipantEvent;
 use crate::participant::link::LinkConfig;
 use crate::participant::room::{Participant, ParticipantConfig};
 use crate::recorder::naming;
-use crate::recorder::room::{RecordSpec, RelaySpec, RoomPlan, RoomRecorder, redact_stream_key};
+use crate::recorder::room::{RecordSpec, RelaySpec, RoomPlan, RoomRecorder};
 use crate::recorder::runner::{Observed, Outcome, RoomCommand, run_room};
 use crate::recorder::stream::OutputSettings;
 
@@ -91,7 +91,7 @@ pub async fn relay(args: RelayArgs) -> Result<(), CommandError> {
         }),
         log_channels: Vec::new(),
     };
-    println!("relaying room {:?} to {}", args.room.room, redact_stream_key(&args.rtmp));
+    println!("relaying room {:?} to {}", args.room.room, crate::redact::stream_key(&args.rtmp));
     run_recording_participant(&args.room, &args.media, plan, "Relay", None).await
 }
 
@@ -134,7 +134,7 @@ async fn run_recording_participant(
     let (commands, commands_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         stop_signal(duration).await;
-        let _ = commands.send(RoomCommand::Stop("stopped".to_string()));
+        let _ = commands.send(RoomCommand::Stop(crate::recorder::end_reason::EndReason::Stopped));
     });
     let (outcome, reports) = run_room(participant, recorder, commands_rx, |observed| {
         if let Observed::Event(event) = observed {

@@ -16,6 +16,7 @@
 //! - [`memory`]: hands freed heap memory back to the OS (after room floods).
 
 pub mod api;
+pub mod backoff;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod participant;
 pub mod protocol;
 pub mod recorder;
+pub mod redact;
 pub mod rooms;
 pub mod server;
 pub mod signaling;

@@ -46,6 +46,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::backoff::Backoff;
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
@@ -192,16 +193,6 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Wait before the next attempt after `failed_attempts` failed attempts (1 →
-/// `initial`, 2 → 2 × `initial`, …), capped at `max`. No jitter: deliveries
-/// are few and independent, and a deterministic schedule is easier to reason
-/// about (attempts to one URL are already spread by when their events
-/// happened). `0` is treated as `1`.
-pub fn backoff(initial: Duration, max: Duration, failed_attempts: u32) -> Duration {
-    let factor = 1u32.checked_shl(failed_attempts.max(1) - 1).unwrap_or(u32::MAX);
-    initial.saturating_mul(factor).min(max)
-}
-
 /// The body of one event: `{"id","event","at","data"}` in that order.
 fn body(id: &str, event: &str, at: &str, data: &serde_json::Value) -> Vec<u8> {
     #[derive(Serialize)]
@@ -212,18 +203,6 @@ fn body(id: &str, event: &str, at: &str, data: &serde_json::Value) -> Vec<u8> {
         data: &'a serde_json::Value,
     }
     serde_json::to_vec(&Envelope { id, event, at, data }).expect("a JSON value serializes")
-}
-
-/// A URL for logs: no user info, no query (either may carry credentials).
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) => format!("{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), port_suffix(&u)) + u.path(),
-        Err(_) => "<invalid url>".into(),
-    }
-}
-
-fn port_suffix(u: &url::Url) -> String {
-    u.port().map(|p| format!(":{p}")).unwrap_or_default()
 }
 
 /// One event, shared by its deliveries to every URL.
@@ -314,7 +293,7 @@ impl Webhooks {
             outstanding: config.urls.iter().map(|_| AtomicUsize::new(0)).collect(),
             metrics,
         });
-        let labels: Vec<String> = config.urls.iter().map(|u| redact(u)).collect();
+        let labels: Vec<String> = config.urls.iter().map(|u| crate::redact::credentials(u)).collect();
         let (tx, rx) = mpsc::unbounded_channel();
         let scheduler = Scheduler {
             rx,
@@ -558,7 +537,7 @@ impl Scheduler {
             self.shared.finish(d.target, RESULT_FAILED);
             return;
         }
-        let wait = backoff(self.initial_backoff, self.max_backoff, d.attempts);
+        let wait = Backoff::doubling(self.initial_backoff, self.max_backoff).delay(d.attempts);
         let due = Instant::now() + wait;
         if self.closing.is_some_and(|deadline| due >= deadline) {
             tracing::warn!(url = %t.label, event = %d.event.name, id = %d.event.id,
@@ -646,17 +625,6 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_caps() {
-        let ms = Duration::from_millis;
-        let got: Vec<u128> = (1..=9).map(|n| backoff(ms(500), ms(60_000), n).as_millis()).collect();
-        assert_eq!(got, [500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]);
-        assert_eq!(backoff(ms(500), ms(60_000), 0), ms(500));
-        assert_eq!(backoff(ms(500), ms(60_000), u32::MAX), ms(60_000));
-        assert_eq!(backoff(ms(500), ms(60_000), 40), ms(60_000));
-        assert_eq!(backoff(ms(0), ms(60_000), 5), ms(0));
-    }
-
-    #[test]
     fn defaults_match_the_contract() {
         let c = WebhooksConfig::default();
         assert!(c.urls.is_empty());
@@ -710,12 +678,6 @@ mod tests {
             String::from_utf8(b).unwrap(),
             r#"{"id":"abc","event":"relay.started","at":"2026-01-02T03:04:05.000Z","data":{"room":"r1"}}"#
         );
-    }
-
-    #[test]
-    fn redact_drops_credentials_and_query() {
-        assert_eq!(redact("https://user:pw@h.example:8443/p/q?token=x"), "https://h.example:8443/p/q");
-        assert_eq!(redact("nope"), "<invalid url>");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! GStreamer media plumbing.
 //!
 //! - [`source`]: encoded test media (or a file) as RTP, for the participant to publish.
+//! - [`kind`]: audio or video (a leaf shared with the participant).
 //! - [`keyframes`]: keyframe detection in RTP and the PLI policy (sans-IO).
 //! - [`continuity`]: one continuous RTP stream across SSRC changes (sans-IO).
 //! - [`output`]: one running recording/relay pipeline built from a template.
@@ -10,6 +11,7 @@
 
 pub mod continuity;
 pub mod keyframes;
+pub mod kind;
 pub mod output;
 pub mod reorder;
 pub mod rtp_clock;

@@ -19,9 +19,9 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
+use crate::media::kind::MediaKind;
 use crate::media::reorder::Reorder;
 use crate::media::rtp_clock::RtpClock;
-use crate::participant::events::MediaKind;
 
 /// Payload types we give the packets we push (the caller rewrites them).
 pub const VIDEO_PT: u8 = 96;

@@ -8,11 +8,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::chat_log::{ChatLog, Origin};
+use super::end_reason::EndReason;
 use super::naming;
 use super::status::{RoomStatus, StreamStatus};
-use super::stream::{OutputReport, OutputSettings, StreamCommand, StreamContext, StreamHandle, Target};
+use super::stream::{OutputReport, OutputSettings, StreamCommand, StreamHandle, Target};
+use super::stream_context::StreamContext;
 use crate::participant::channels::Channel;
-use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo};
+use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo, StreamEnd};
 use crate::participant::streams::StreamEvents;
 
 /// Which stream of a room to relay, and where.
@@ -52,24 +54,6 @@ pub struct RoomPlan {
     pub relay: Option<RelaySpec>,
     /// Log the ctrl channel and these broadcast channels to `chat.jsonl` (while recording).
     pub log_channels: Vec<String>,
-}
-
-/// RTMP URLs end in a secret stream key: keep only its first characters
-/// (enough to tell two keys apart in a log), drop any query and password.
-pub fn redact_stream_key(raw: &str) -> String {
-    let Ok(mut url) = url::Url::parse(raw) else { return "<not a URL>".to_string() };
-    if url.password().is_some() {
-        let _ = url.set_password(Some("***"));
-    }
-    url.set_query(None);
-    url.set_fragment(None);
-    let text = url.to_string();
-    let segments = url.path_segments().map(|s| s.filter(|s| !s.is_empty()).count()).unwrap_or(0);
-    match text.rsplit_once('/') {
-        // rtmp://host/app/key: the key is the last of two or more segments.
-        Some((base, key)) if segments >= 2 => format!("{base}/{}***", key.chars().take(4).collect::<String>()),
-        _ => text,
-    }
 }
 
 struct StreamEntry {
@@ -135,7 +119,7 @@ impl RoomRecorder {
 
     /// Start, change or stop recording every stream of the room; files that
     /// end because of it get `reason` in their manifest.
-    pub fn set_recording(&mut self, recording: Option<RecordSpec>, reason: &str) {
+    pub fn set_recording(&mut self, recording: Option<RecordSpec>, reason: EndReason) {
         if recording == self.plan.recording {
             return;
         }
@@ -145,7 +129,7 @@ impl RoomRecorder {
         if old != new {
             for entry in self.streams.values() {
                 if let Some(old) = &old {
-                    entry.handle.send(StreamCommand::RemoveTarget(old.clone(), reason.to_string()));
+                    entry.handle.send(StreamCommand::RemoveTarget(old.clone(), reason));
                 }
                 if let Some(new) = &new {
                     entry.handle.send(StreamCommand::AddTarget(new.clone()));
@@ -171,17 +155,17 @@ impl RoomRecorder {
     }
 
     /// The cap the recording reached, if any: `size-cap` or `time-cap`.
-    pub fn cap_reached(&self) -> Option<&'static str> {
+    pub fn cap_reached(&self) -> Option<EndReason> {
         let spec = self.plan.recording.as_ref()?;
         if spec.max_bytes > 0 && self.status.recorded_bytes() >= spec.max_bytes {
-            return Some("size-cap");
+            return Some(EndReason::SizeCap);
         }
         let elapsed = self.recording_since?.elapsed().as_secs();
-        (spec.max_duration_secs > 0 && elapsed >= spec.max_duration_secs).then_some("time-cap")
+        (spec.max_duration_secs > 0 && elapsed >= spec.max_duration_secs).then_some(EndReason::TimeCap)
     }
 
     /// Start, change or stop the room's relay.
-    pub fn set_relay(&mut self, relay: Option<RelaySpec>, reason: &str) {
+    pub fn set_relay(&mut self, relay: Option<RelaySpec>, reason: EndReason) {
         if relay == self.plan.relay {
             return;
         }
@@ -189,7 +173,7 @@ impl RoomRecorder {
             && let Some(entry) = self.streams.get(&key)
         {
             let target = Target::Relay { url: old.url, template: old.template };
-            entry.handle.send(StreamCommand::RemoveTarget(target, reason.to_string()));
+            entry.handle.send(StreamCommand::RemoveTarget(target, reason));
         }
         self.plan.relay = relay;
         self.pick_relay();
@@ -248,6 +232,10 @@ impl RoomRecorder {
                 self.pick_relay();
             }
             ParticipantEvent::StreamEnded { peer, stream_id, reason } => {
+                let reason = match reason {
+                    StreamEnd::PeerLeft => EndReason::PeerLeft,
+                    StreamEnd::Unpublished => EndReason::StreamEnded,
+                };
                 self.status.remove(&peer.id, &stream_id);
                 let key = (peer.id, stream_id);
                 if let Some(entry) = self.streams.remove(&key) {
@@ -326,7 +314,7 @@ impl RoomRecorder {
     }
 
     /// Finalise every output (in parallel) and close the chat log.
-    pub async fn stop(mut self, reason: &str) -> Vec<OutputReport> {
+    pub async fn stop(mut self, reason: EndReason) -> Vec<OutputReport> {
         let stops: Vec<_> = self.streams.drain().map(|(_, e)| e.handle.stop(reason)).collect();
         for reports in futures_util::future::join_all(stops).await {
             self.reports.extend(reports);
@@ -367,15 +355,6 @@ mod tests {
 
     fn events(names: &[&str]) -> StreamEvents {
         names.iter().map(|n| (n.to_string(), vec![])).collect()
-    }
-
-    #[test]
-    fn stream_keys_are_redacted() {
-        assert_eq!(redact_stream_key("rtmp://a.example/live/abcdef123"), "rtmp://a.example/live/abcd***");
-        assert_eq!(redact_stream_key("rtmp://a.example/live/ab"), "rtmp://a.example/live/ab***");
-        assert_eq!(redact_stream_key("rtmps://u:pw@a.example/app/key?token=x"), "rtmps://u:***@a.example/app/key***");
-        assert_eq!(redact_stream_key("rtmp://a.example/live"), "rtmp://a.example/live");
-        assert_eq!(redact_stream_key("not a url"), "<not a URL>");
     }
 
     #[test]
