@@ -135,7 +135,7 @@ async fn run_recording_participant(
     let (commands, commands_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         stop_signal(duration).await;
-        let _ = commands.send(RoomCommand::Stop("stopped".to_string()));
+        let _ = commands.send(RoomCommand::Stop(crate::recorder::end_reason::EndReason::Stopped));
     });
     let (outcome, reports) = run_room(participant, recorder, commands_rx, |observed| {
         if let Observed::Event(event) = observed {

@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use common::media::*;
 use common::peers::*;
@@ -25,24 +24,16 @@ const RECORDING: u64 = 40_000;
 /// Wait (up to [`LONG`]) until a recording of `room_dir` not in `except` is
 /// being written and its file has more than [`RECORDING`] bytes.
 async fn recording_grows(room_dir: &Path, except: &[PathBuf]) -> (PathBuf, Value) {
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        let growing = manifests(room_dir).into_iter().find(|(path, m)| {
+    wait_for_value("a new recording to grow", LONG, || async {
+        let all = manifests(room_dir);
+        let growing = all.iter().find(|(path, m)| {
             m["state"] == "recording"
                 && !except.contains(path)
                 && std::fs::metadata(file_of(path, m)).map(|f| f.len()).unwrap_or(0) > RECORDING
         });
-        if let Some(found) = growing {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no recording grew in {}: {:#?}",
-            room_dir.display(),
-            manifests(room_dir)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        growing.cloned().ok_or_else(|| format!("in {}: {all:#?}", room_dir.display()))
+    })
+    .await
 }
 
 async fn joined_id(p: &mut Participant) -> String {

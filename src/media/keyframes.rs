@@ -163,6 +163,12 @@ impl KeyframeGate {
 
     /// A packet arrived.
     pub fn on_packet(&mut self, now: Instant, timestamp: u32, payload: &[u8]) -> GateDecision {
+        self.on_packet_seen(now, timestamp, starts_keyframe(self.codec, payload))
+    }
+
+    /// A packet arrived; `keyframe`: it starts a keyframe (the caller ran
+    /// [`starts_keyframe`] on its payload once for every gate).
+    pub fn on_packet_seen(&mut self, now: Instant, timestamp: u32, keyframe: bool) -> GateDecision {
         if self.codec == VideoCodec::Other {
             return GateDecision { pass: true, request_keyframe: false, first_keyframe: false };
         }
@@ -173,7 +179,6 @@ impl KeyframeGate {
             self.last_request = Some(now);
             request_keyframe = true;
         }
-        let keyframe = starts_keyframe(self.codec, payload);
         if keyframe && self.last_keyframe_timestamp != Some(timestamp) {
             self.keyframes_seen += 1;
             self.last_keyframe_timestamp = Some(timestamp);

@@ -132,10 +132,26 @@ pub enum ParticipantEvent {
     StreamEnded {
         peer: PeerInfo,
         stream_id: String,
-        /// `stream-ended` when the peer stopped the stream, `peer-left` when
-        /// the peer (or our connection to it) went away.
-        reason: &'static str,
+        reason: StreamEnd,
     },
+}
+
+/// Why a received stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The peer (or our connection to it) went away.
+    PeerLeft,
+    /// The peer stopped publishing the stream (removed its tracks).
+    Unpublished,
+}
+
+impl std::fmt::Display for StreamEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StreamEnd::PeerLeft => "peer-left",
+            StreamEnd::Unpublished => "stream-ended",
+        })
+    }
 }
 
 /// One track we publish: its codec and a broadcast of its RTP packets

@@ -317,7 +317,11 @@ impl Driver {
         let streams: Vec<String> = self.announced.drain().collect();
         for stream_id in streams {
             self.shared.metrics.streams_active.dec();
-            self.emit(ParticipantEvent::StreamEnded { peer: self.peer.clone(), stream_id, reason: "peer-left" });
+            self.emit(ParticipantEvent::StreamEnded {
+                peer: self.peer.clone(),
+                stream_id,
+                reason: StreamEnd::PeerLeft,
+            });
         }
         let _ = self.pc.close().await;
         self.shared.metrics.peers.with_label_values(&[self.state_label]).dec();
@@ -791,7 +795,7 @@ impl Driver {
                         self.emit(ParticipantEvent::StreamEnded {
                             peer: self.peer.clone(),
                             stream_id,
-                            reason: "stream-ended",
+                            reason: StreamEnd::Unpublished,
                         });
                     }
                 }

@@ -22,6 +22,7 @@
 //! Rooms without members are not tracked at all, so the state is bounded by
 //! the rooms that exist. A leaf module: it depends on nothing in the crate.
 
+use super::end_reason::EndReason;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -86,10 +87,10 @@ pub enum LeaveReason {
 
 impl LeaveReason {
     /// The stop reason given to the room (and to any manifest).
-    pub fn as_str(self) -> &'static str {
+    pub fn end_reason(self) -> EndReason {
         match self {
-            LeaveReason::Unanswered => "unanswered",
-            LeaveReason::EmptyNeverAnswered => "room-empty",
+            LeaveReason::Unanswered => EndReason::Unanswered,
+            LeaveReason::EmptyNeverAnswered => EndReason::RoomEmpty,
         }
     }
 }

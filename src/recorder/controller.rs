@@ -37,8 +37,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::{Action as AdmissionAction, Admission, AdmissionConfig, Candidate, Input as AdmissionInput};
+use super::end_reason::EndReason;
 use super::naming::rfc3339;
-use super::room::{RecordSpec, RelaySpec, RoomPlan, RoomRecorder, redact_stream_key};
+use super::room::{RecordSpec, RelaySpec, RoomPlan, RoomRecorder};
 use super::rules::Planner;
 use super::runner::{Outcome, RoomCommand, RoomNotice, RoomReport, run_room};
 use super::status::{OutputHealth, RelayState, RoomStatus};
@@ -405,7 +406,7 @@ impl State {
             }
         }
         for (_, job) in self.jobs.drain() {
-            let _ = job.commands.send(RoomCommand::Stop("shutdown".to_string()));
+            let _ = job.commands.send(RoomCommand::Stop(EndReason::Shutdown));
         }
         // Every room task, including those already finalising, finishes its files.
         futures_util::future::join_all(self.tasks.drain().map(|(_, task)| task)).await;
@@ -509,9 +510,9 @@ impl State {
         }
         if self.jobs.contains_key(&key) {
             if recording.is_none() && relay.is_none() {
-                self.stop_job(&key, "stopped");
+                self.stop_job(&key, EndReason::Stopped);
             } else {
-                self.update_job(&key, recording, relay, "stopped");
+                self.update_job(&key, recording, relay, EndReason::Stopped);
             }
             return Ok(());
         }
@@ -598,7 +599,7 @@ impl State {
         if key.server.is_some() {
             let (state, why) = match outcome {
                 Some(Outcome::Refused(reason)) => ("refused", reason),
-                Some(Outcome::Stopped(reason)) => ("left", reason),
+                Some(Outcome::Stopped(reason)) => ("left", reason.to_string()),
                 None => ("left", "the session task failed".to_string()),
             };
             self.ended.insert(key, (Instant::now(), state, why));
@@ -616,7 +617,7 @@ impl State {
         if key.server.is_none() {
             self.overrides.entry(key.room.clone()).or_default().recording = Some(false);
         } else if self.jobs.get(&key).is_some_and(|j| j.relay.is_none()) {
-            self.stop_job(&key, "stopped");
+            self.stop_job(&key, EndReason::Stopped);
         }
     }
 
@@ -693,10 +694,10 @@ impl State {
             }
             if self.jobs.contains_key(&key) {
                 if !wanted {
-                    self.stop_job(&key, "stopped");
+                    self.stop_job(&key, EndReason::Stopped);
                     continue;
                 }
-                self.update_job(&key, recording, relay, "stopped");
+                self.update_job(&key, recording, relay, EndReason::Stopped);
             } else if !wanted || self.refused_until.contains_key(&key) {
                 continue;
             }
@@ -722,7 +723,7 @@ impl State {
         }
         for key in expired {
             tracing::info!(room = %key.room, server = ?key.server, "room is empty; finalising its recordings and leaving");
-            self.stop_job(&key, "room-empty");
+            self.stop_job(&key, EndReason::RoomEmpty);
         }
         // The API's decisions last until the room empties.
         let jobs = &self.jobs;
@@ -739,8 +740,8 @@ impl State {
             match action {
                 AdmissionAction::Join(room) => self.start_local_job(room),
                 AdmissionAction::Leave { room, reason } => {
-                    tracing::info!(%room, reason = reason.as_str(), "leaving a room by the admission policy");
-                    self.stop_job(&RoomKey { server: None, room }, reason.as_str());
+                    tracing::info!(%room, reason = %reason.end_reason(), "leaving a room by the admission policy");
+                    self.stop_job(&RoomKey { server: None, room }, reason.end_reason());
                 }
                 AdmissionAction::Refused(reason) => {
                     tracing::debug!(reason = reason.as_str(), "room refused by the admission policy");
@@ -773,7 +774,13 @@ impl State {
         }
     }
 
-    fn update_job(&mut self, key: &RoomKey, recording: Option<RecordSpec>, relay: Option<RelaySpec>, reason: &str) {
+    fn update_job(
+        &mut self,
+        key: &RoomKey,
+        recording: Option<RecordSpec>,
+        relay: Option<RelaySpec>,
+        reason: EndReason,
+    ) {
         let Some(job) = self.jobs.get_mut(key) else { return };
         if job.recording != recording {
             if job.recording.is_none() {
@@ -782,27 +789,27 @@ impl State {
                 job.recording_started_at = None;
             }
             job.recording = recording.clone();
-            let _ = job.commands.send(RoomCommand::SetRecording(recording, reason.to_string()));
+            let _ = job.commands.send(RoomCommand::SetRecording(recording, reason));
         }
         if job.relay != relay {
             job.relay = relay.clone();
-            let _ = job.commands.send(RoomCommand::SetRelay(relay, reason.to_string()));
+            let _ = job.commands.send(RoomCommand::SetRelay(relay, reason));
         }
     }
 
-    fn stop_job(&mut self, key: &RoomKey, reason: &str) {
-        if key.server.is_some() && reason == "room-empty" {
+    fn stop_job(&mut self, key: &RoomKey, reason: EndReason) {
+        if key.server.is_some() && reason == EndReason::RoomEmpty {
             let why = "nobody connected to the gateway in the room for the grace period".to_string();
             self.ended.insert(key.clone(), (Instant::now(), "left", why));
         }
         if let Some(job) = self.jobs.remove(key) {
-            let _ = job.commands.send(RoomCommand::Stop(reason.to_string()));
+            let _ = job.commands.send(RoomCommand::Stop(reason));
             // The task finishes in the background; shutdown waits for the rest.
             if key.server.is_none() {
                 self.admission.handle(AdmissionInput::Ended { room: &key.room }, Instant::now());
             }
         }
-        if key.server.is_none() && reason == "room-empty" {
+        if key.server.is_none() && reason == EndReason::RoomEmpty {
             self.overrides.remove(&key.room);
         }
     }
@@ -938,7 +945,12 @@ fn recording_view(job: &Job) -> Option<RecordingView> {
 fn relay_view(job: &Job) -> Option<RelayView> {
     let spec = job.relay.as_ref()?;
     let state = job.status.streams().iter().find_map(|s| s.relay).unwrap_or(RelayState::Starting);
-    Some(RelayView { state, url: redact_stream_key(&spec.url), peer: spec.peer.clone(), event: spec.event.clone() })
+    Some(RelayView {
+        state,
+        url: crate::redact::stream_key(&spec.url),
+        peer: spec.peer.clone(),
+        event: spec.event.clone(),
+    })
 }
 
 fn stream_views(job: &Job) -> Vec<StreamView> {
@@ -1114,20 +1126,20 @@ mod tests {
         // Job 1's socket is still one of ours (it has not left yet): not a member.
         assert_eq!(st.own_ids.get("old"), Some(&JobId(1)));
         // Job 1 ends: job 2 stays in charge, only job 1's socket id is forgotten.
-        report(&mut st, 1, "r", RoomReport::Ended(Some(Outcome::Stopped("room-empty".into()))));
+        report(&mut st, 1, "r", RoomReport::Ended(Some(Outcome::Stopped(EndReason::RoomEmpty))));
         assert_eq!(st.jobs.get(&key).map(|j| j.id), Some(JobId(2)));
         assert_eq!(st.own_ids.keys().collect::<Vec<_>>(), ["new"]);
         // A late notice of job 1 changes nothing either.
         st.jobs.get_mut(&key).unwrap().recording = Some(st.planner.record_spec("r", "rule", None));
-        report(&mut st, 1, "r", RoomReport::Notice(RoomNotice::CapReached("size-cap")));
+        report(&mut st, 1, "r", RoomReport::Notice(RoomNotice::CapReached(EndReason::SizeCap)));
         assert!(st.jobs[&key].recording.is_some());
         assert!(!st.overrides.contains_key("r"));
         // Its own notice does.
-        report(&mut st, 2, "r", RoomReport::Notice(RoomNotice::CapReached("size-cap")));
+        report(&mut st, 2, "r", RoomReport::Notice(RoomNotice::CapReached(EndReason::SizeCap)));
         assert!(st.jobs[&key].recording.is_none());
         assert_eq!(st.overrides["r"].recording, Some(false));
         // Job 2 ends by itself: the room has no job, nothing of ours is left in it.
-        report(&mut st, 2, "r", RoomReport::Ended(Some(Outcome::Stopped("participant-ended".into()))));
+        report(&mut st, 2, "r", RoomReport::Ended(Some(Outcome::Stopped(EndReason::ParticipantEnded))));
         assert!(st.jobs.is_empty() && st.own_ids.is_empty());
     }
 

@@ -3,6 +3,7 @@
 //! (`state: "recording"`) and rewritten when it ends, each time atomically
 //! (temporary file + rename), so a reader never sees half a manifest.
 
+use super::end_reason::EndReason;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -84,7 +85,7 @@ pub struct Manifest {
     pub size_bytes: Option<u64>,
     /// Why it ended: `stream-ended`, `peer-left`, `stopped`, `shutdown`,
     /// `tracks-changed`, `pipeline-error`, ...
-    pub end_reason: Option<String>,
+    pub end_reason: Option<EndReason>,
     pub error: Option<String>,
     /// From the start of the recording to the first video keyframe.
     pub first_keyframe_ms: Option<u64>,
@@ -96,14 +97,14 @@ impl Manifest {
     }
 
     /// Fill in the end: state, time, duration, size and reason.
-    pub fn finish(&mut self, state: RecordingState, at: SystemTime, reason: &str, size_bytes: Option<u64>) {
+    pub fn finish(&mut self, state: RecordingState, at: SystemTime, reason: EndReason, size_bytes: Option<u64>) {
         self.state = state;
         self.ended_at = Some(rfc3339(at));
         let ended = unix_ms(at);
         self.ended_unix_ms = Some(ended);
         self.duration_secs = Some(ended.saturating_sub(self.started_unix_ms) as f64 / 1000.0);
         self.size_bytes = size_bytes;
-        self.end_reason = Some(reason.to_string());
+        self.end_reason = Some(reason);
     }
 }
 
@@ -181,7 +182,7 @@ mod tests {
         m.finish(
             RecordingState::Finished,
             SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_702_513_500),
-            "peer-left",
+            EndReason::PeerLeft,
             Some(42),
         );
         write_manifest(&path, &m).unwrap();

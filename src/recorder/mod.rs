@@ -4,7 +4,9 @@
 //! - [`manifest`]: the `.json` sidecar of each recording.
 //! - [`chat_log`]: a room's `chat.jsonl`.
 //! - `record_file`: one recording file: its free name, its manifest, its byte count.
-//! - [`stream`]: one received stream → its recording and relay pipelines (media policy lives here).
+//! - [`stream_context`]: who and what a received stream is (a leaf).
+//! - [`stream`]: one received stream → its recording and relay pipelines (its media policy is a sans-IO machine there).
+//! - [`end_reason`]: why an output or a room run ended (a leaf).
 //! - [`room`]: one room's streams and chat log, driven by participant events.
 //! - [`runner`]: a participant feeding a room recorder until stopped.
 //! - [`status`]: what a room's streams and outputs are doing now (read by the API and gauges).
@@ -15,6 +17,7 @@
 pub mod admission;
 pub mod chat_log;
 pub mod controller;
+pub mod end_reason;
 pub mod manifest;
 pub mod naming;
 mod record_file;
@@ -23,3 +26,4 @@ pub mod rules;
 pub mod runner;
 pub mod status;
 pub mod stream;
+pub mod stream_context;

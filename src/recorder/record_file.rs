@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::manifest::{self, CodecSummary, Codecs, Manifest, PeerSummary, RecordingState};
 use super::naming::RecordingName;
-use super::stream::StreamContext;
+use super::stream_context::StreamContext;
 use crate::metrics::MediaMetrics;
 use crate::participant::events::CodecInfo;
 

@@ -8,11 +8,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::chat_log::{ChatLog, Origin};
+use super::end_reason::EndReason;
 use super::naming;
 use super::status::{RoomStatus, StreamStatus};
-use super::stream::{OutputReport, OutputSettings, StreamCommand, StreamContext, StreamHandle, Target};
+use super::stream::{OutputReport, OutputSettings, StreamCommand, StreamHandle, Target};
+use super::stream_context::StreamContext;
 use crate::participant::channels::Channel;
-use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo};
+use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo, StreamEnd};
 use crate::participant::streams::StreamEvents;
 
 /// Which stream of a room to relay, and where.
@@ -53,10 +55,6 @@ pub struct RoomPlan {
     /// Log the ctrl channel and these broadcast channels to `chat.jsonl` (while recording).
     pub log_channels: Vec<String>,
 }
-
-/// Moved to [`crate::redact::stream_key`]; this name stays until
-/// `recorder/stream.rs`, `recorder/controller.rs` use the new one.
-pub use crate::redact::stream_key as redact_stream_key;
 
 struct StreamEntry {
     handle: StreamHandle,
@@ -121,7 +119,7 @@ impl RoomRecorder {
 
     /// Start, change or stop recording every stream of the room; files that
     /// end because of it get `reason` in their manifest.
-    pub fn set_recording(&mut self, recording: Option<RecordSpec>, reason: &str) {
+    pub fn set_recording(&mut self, recording: Option<RecordSpec>, reason: EndReason) {
         if recording == self.plan.recording {
             return;
         }
@@ -131,7 +129,7 @@ impl RoomRecorder {
         if old != new {
             for entry in self.streams.values() {
                 if let Some(old) = &old {
-                    entry.handle.send(StreamCommand::RemoveTarget(old.clone(), reason.to_string()));
+                    entry.handle.send(StreamCommand::RemoveTarget(old.clone(), reason));
                 }
                 if let Some(new) = &new {
                     entry.handle.send(StreamCommand::AddTarget(new.clone()));
@@ -157,17 +155,17 @@ impl RoomRecorder {
     }
 
     /// The cap the recording reached, if any: `size-cap` or `time-cap`.
-    pub fn cap_reached(&self) -> Option<&'static str> {
+    pub fn cap_reached(&self) -> Option<EndReason> {
         let spec = self.plan.recording.as_ref()?;
         if spec.max_bytes > 0 && self.status.recorded_bytes() >= spec.max_bytes {
-            return Some("size-cap");
+            return Some(EndReason::SizeCap);
         }
         let elapsed = self.recording_since?.elapsed().as_secs();
-        (spec.max_duration_secs > 0 && elapsed >= spec.max_duration_secs).then_some("time-cap")
+        (spec.max_duration_secs > 0 && elapsed >= spec.max_duration_secs).then_some(EndReason::TimeCap)
     }
 
     /// Start, change or stop the room's relay.
-    pub fn set_relay(&mut self, relay: Option<RelaySpec>, reason: &str) {
+    pub fn set_relay(&mut self, relay: Option<RelaySpec>, reason: EndReason) {
         if relay == self.plan.relay {
             return;
         }
@@ -175,7 +173,7 @@ impl RoomRecorder {
             && let Some(entry) = self.streams.get(&key)
         {
             let target = Target::Relay { url: old.url, template: old.template };
-            entry.handle.send(StreamCommand::RemoveTarget(target, reason.to_string()));
+            entry.handle.send(StreamCommand::RemoveTarget(target, reason));
         }
         self.plan.relay = relay;
         self.pick_relay();
@@ -234,6 +232,10 @@ impl RoomRecorder {
                 self.pick_relay();
             }
             ParticipantEvent::StreamEnded { peer, stream_id, reason } => {
+                let reason = match reason {
+                    StreamEnd::PeerLeft => EndReason::PeerLeft,
+                    StreamEnd::Unpublished => EndReason::StreamEnded,
+                };
                 self.status.remove(&peer.id, &stream_id);
                 let key = (peer.id, stream_id);
                 if let Some(entry) = self.streams.remove(&key) {
@@ -312,7 +314,7 @@ impl RoomRecorder {
     }
 
     /// Finalise every output (in parallel) and close the chat log.
-    pub async fn stop(mut self, reason: &str) -> Vec<OutputReport> {
+    pub async fn stop(mut self, reason: EndReason) -> Vec<OutputReport> {
         let stops: Vec<_> = self.streams.drain().map(|(_, e)| e.handle.stop(reason)).collect();
         for reports in futures_util::future::join_all(stops).await {
             self.reports.extend(reports);

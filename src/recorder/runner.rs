@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::end_reason::EndReason;
 use super::room::{RecordSpec, RelaySpec, RoomRecorder};
 use super::stream::OutputReport;
 use crate::participant::events::ParticipantEvent;
@@ -32,7 +33,7 @@ const TELL_AFTER: [Duration; 2] = [Duration::from_millis(500), Duration::from_mi
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Told to stop, with this reason (`shutdown`, `room-empty`, ...).
-    Stopped(String),
+    Stopped(EndReason),
     /// The server refused the participant (wrong password, bad token, ...).
     Refused(String),
 }
@@ -41,18 +42,18 @@ pub enum Outcome {
 #[derive(Debug)]
 pub enum RoomCommand {
     /// Finalise everything and leave; the reason goes into the manifests.
-    Stop(String),
+    Stop(EndReason),
     /// Start (`Some`), change or stop (`None`) recording the room.
-    SetRecording(Option<RecordSpec>, String),
+    SetRecording(Option<RecordSpec>, EndReason),
     /// Start, change or stop the room's relay.
-    SetRelay(Option<RelaySpec>, String),
+    SetRelay(Option<RelaySpec>, EndReason),
 }
 
 /// Something the room run reports to its owner while it goes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomNotice {
     /// Recording stopped because it reached its cap (`size-cap`, `time-cap`).
-    CapReached(&'static str),
+    CapReached(EndReason),
 }
 
 /// What a room run tells its owner, in order; [`RoomReport::Ended`] comes
@@ -115,13 +116,13 @@ pub async fn run_room(
         let was_recording = recorder.is_recording();
         tokio::select! {
             command = commands.recv() => match command {
-                None => break Outcome::Stopped("stopped".to_string()),
+                None => break Outcome::Stopped(EndReason::Stopped),
                 Some(RoomCommand::Stop(reason)) => break Outcome::Stopped(reason),
-                Some(RoomCommand::SetRecording(spec, reason)) => recorder.set_recording(spec, &reason),
-                Some(RoomCommand::SetRelay(spec, reason)) => recorder.set_relay(spec, &reason),
+                Some(RoomCommand::SetRecording(spec, reason)) => recorder.set_recording(spec, reason),
+                Some(RoomCommand::SetRelay(spec, reason)) => recorder.set_relay(spec, reason),
             },
             event = participant.next_event() => match event {
-                None => break Outcome::Stopped("participant-ended".to_string()),
+                None => break Outcome::Stopped(EndReason::ParticipantEnded),
                 Some(ParticipantEvent::Refused { reason }) => break Outcome::Refused(reason),
                 Some(event) => {
                     if let ParticipantEvent::PeerConnected(peer) = &event {
@@ -140,7 +141,7 @@ pub async fn run_room(
                     }
                 }
                 if let Some(cap) = recorder.cap_reached() {
-                    tracing::info!(room = %recorder.plan().room, cap, "recording cap reached; recording stopped");
+                    tracing::info!(room = %recorder.plan().room, %cap, "recording cap reached; recording stopped");
                     recorder.set_recording(None, cap);
                     observe(Observed::Notice(RoomNotice::CapReached(cap)));
                 }
@@ -151,14 +152,14 @@ pub async fn run_room(
         }
     };
     let reason = match &outcome {
-        Outcome::Stopped(reason) => reason.clone(),
-        Outcome::Refused(_) => "refused".to_string(),
+        Outcome::Stopped(reason) => *reason,
+        Outcome::Refused(_) => EndReason::Refused,
     };
     if recorder.is_recording() {
         let _ = participant.emit(RECORDING_EVENT, &[recording_state(false)]);
     }
     // Files first (the peers are still sending), then leave the room.
-    let reports = recorder.stop(&reason).await;
+    let reports = recorder.stop(reason).await;
     participant.shutdown().await;
     (outcome, reports)
 }
@@ -193,8 +194,8 @@ mod tests {
         let refused = ParticipantEvent::Refused { reason: "x".into() };
         assert_eq!(RoomReport::of(Observed::Event(&refused)), None);
         assert_eq!(
-            RoomReport::of(Observed::Notice(RoomNotice::CapReached("size-cap"))),
-            Some(RoomReport::Notice(RoomNotice::CapReached("size-cap")))
+            RoomReport::of(Observed::Notice(RoomNotice::CapReached(EndReason::SizeCap))),
+            Some(RoomReport::Notice(RoomNotice::CapReached(EndReason::SizeCap)))
         );
     }
 
