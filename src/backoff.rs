@@ -74,17 +74,17 @@ mod tests {
         assert_eq!(b.delay(u32::MAX), ms(10_000));
     }
 
-    /// The schedules `recorder/stream.rs` writes by hand today: files
-    /// `2^n s` capped at 30 s, relays `n s` capped at 10 s.
+    /// The recorder's documented schedules (`recorder::stream::policy`):
+    /// files `2^n s` capped at 30 s, relays `n s` capped at 10 s.
     #[test]
-    fn expresses_the_recorder_schedules_of_today() {
+    fn expresses_the_recorder_schedules() {
         let files = Backoff::doubling(Duration::from_secs(2), Duration::from_secs(30));
         let relays = Backoff::linear(Duration::from_secs(1), Duration::from_secs(10));
         for failures in 1..=40u32 {
-            let file_today = Duration::from_secs(2u64.saturating_pow(failures).min(30));
-            let relay_today = Duration::from_secs(failures.min(10) as u64);
-            assert_eq!(files.delay(failures), file_today, "file retry after {failures} failures");
-            assert_eq!(relays.delay(failures), relay_today, "relay retry after {failures} failures");
+            let file_expected = Duration::from_secs(2u64.saturating_pow(failures).min(30));
+            let relay_expected = Duration::from_secs(failures.min(10) as u64);
+            assert_eq!(files.delay(failures), file_expected, "file retry after {failures} failures");
+            assert_eq!(relays.delay(failures), relay_expected, "relay retry after {failures} failures");
         }
     }
 }

@@ -24,7 +24,8 @@
 //!
 //! Files import each other without circles (checked by `tests/module_graph.rs`):
 //! types several modules share live in leaf modules ([`media::kind`],
-//! [`backoff`], [`redact`], [`metrics`], [`ids`]).
+//! [`backoff`], [`redact`], [`metrics`], [`ids`], [`recorder::end_reason`],
+//! [`recorder::stream_context`], [`recorder::stream::target`]).
 
 pub mod api;
 pub mod backoff;

@@ -5,7 +5,7 @@
 //! action into I/O.
 //!
 //! Packets are read in batches: while they flow, the inputs are drained every
-//! [`DRAIN_EVERY`] instead of waking the task once per packet; an idle stream
+//! `DRAIN_EVERY` instead of waking the task once per packet; an idle stream
 //! waits on its channels.
 
 use std::collections::HashMap;
