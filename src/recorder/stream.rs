@@ -19,7 +19,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rtc::shared::marshal::Marshal;
 use tokio::sync::mpsc;
 
 use super::manifest::{self, RecordingState};
@@ -425,7 +424,7 @@ impl StreamTask {
         any
     }
 
-    fn on_packet(&mut self, kind: MediaKind, mut packet: RtpPacket) {
+    fn on_packet(&mut self, kind: MediaKind, packet: RtpPacket) {
         let now = Instant::now();
         let input = match kind {
             MediaKind::Video => self.video.as_mut(),
@@ -434,7 +433,7 @@ impl StreamTask {
         if let Some(input) = input {
             input.last_packet = now;
         }
-        let header = &mut packet.header;
+        let header = &packet.header;
         let (continuity, loss, ssrc, pt) = match kind {
             MediaKind::Video => (&mut self.video_continuity, &mut self.video_loss, VIDEO_SSRC, VIDEO_PT),
             MediaKind::Audio => (&mut self.audio_continuity, &mut self.audio_loss, AUDIO_SSRC, AUDIO_PT),
@@ -444,12 +443,15 @@ impl StreamTask {
             self.settings.metrics.packets_lost_total.with_label_values(&[kind.as_str()]).inc_by(lost);
         }
         let rewritten = continuity.rewrite(now, header.ssrc, header.sequence_number, header.timestamp);
-        header.ssrc = ssrc;
-        header.payload_type = pt;
-        header.sequence_number = rewritten.sequence_number;
-        header.timestamp = rewritten.timestamp;
-        let Ok(bytes) = packet.marshal() else { return };
-        let bytes = bytes.freeze();
+        let bytes = crate::media::rtp_rewrite::rewrite(
+            &packet,
+            crate::media::rtp_rewrite::NewHeader {
+                ssrc,
+                payload_type: pt,
+                sequence_number: rewritten.sequence_number,
+                timestamp: rewritten.timestamp,
+            },
+        );
         if rewritten.new_source && kind == MediaKind::Video {
             let mut any = false;
             for active in self.slots.iter_mut().filter_map(|s| s.active.as_mut()) {
