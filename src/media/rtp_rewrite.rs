@@ -67,7 +67,8 @@ mod tests {
             ..Default::default()
         };
         // Serialise and parse again, as webrtc-rs hands it to us.
-        let wire = Packet { header, payload: Bytes::from_static(&[0x90, 0x80, 0x00, 1, 2, 3, 4, 5]) }.marshal().unwrap();
+        let wire =
+            Packet { header, payload: Bytes::from_static(&[0x90, 0x80, 0x00, 1, 2, 3, 4, 5]) }.marshal().unwrap();
         Packet::unmarshal(&mut wire.freeze()).unwrap()
     }
 

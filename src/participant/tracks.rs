@@ -34,7 +34,7 @@ pub const READ_EVERY: Duration = Duration::from_millis(20);
 /// The first tick of the process-wide grid of `every` strictly after `now`.
 pub fn next_tick(now: Instant, every: Duration) -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
+    let epoch = *EPOCH.get_or_init(|| now);
     let every_ns = every.as_nanos().max(1);
     let since = now.saturating_duration_since(epoch).as_nanos();
     let ticks = since / every_ns + 1;
