@@ -3,10 +3,7 @@
 //! connection (SSRC and negotiated payload type rewritten, keyframe requests
 //! passed back to the source).
 
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
-
-use futures_util::FutureExt;
+use std::sync::Arc;
 
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -24,31 +21,12 @@ pub(super) fn rand_ssrc() -> u32 {
     (crate::ids::random_u64() as u32).max(1)
 }
 
-/// While packets flow, a track's reader takes what webrtc-rs has queued for
-/// it on this period instead of waking for every packet. The ticks are on one
-/// grid for the whole process, so every reader (and anything else on the grid)
-/// wakes in the same turn of the runtime. The consumer reads every 20 ms
-/// while packets flow, so this adds at most one period of latency.
-pub const READ_EVERY: Duration = Duration::from_millis(20);
-
-/// The first tick of the process-wide grid of `every` strictly after `now`.
-pub fn next_tick(now: Instant, every: Duration) -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(|| now);
-    let every_ns = every.as_nanos().max(1);
-    let since = now.saturating_duration_since(epoch).as_nanos();
-    let ticks = since / every_ns + 1;
-    epoch + Duration::from_nanos((ticks * every_ns) as u64)
-}
-
 /// Read one remote track until it ends or is cancelled: RTP to the consumer,
 /// PLIs to the sender. The track is handed to the session (and so to the
-/// consumer) with its first packet, when its payload type is known. The first
-/// packet after a pause is passed on at once; while packets keep coming they
-/// are read in batches every [`READ_EVERY`].
+/// consumer) with its first packet, when its payload type is known.
 pub(super) async fn read_track(
     track: Arc<dyn TrackRemote>,
-    pending: Option<ReceivedTrack>,
+    mut pending: Option<ReceivedTrack>,
     packets: mpsc::Sender<RtpPacket>,
     mut pli_requests: mpsc::UnboundedReceiver<()>,
     cancel: tokio_util::sync::CancellationToken,
@@ -57,113 +35,44 @@ pub(super) async fn read_track(
 ) {
     let Some(info) = pending.as_ref() else { return };
     let kind = info.kind.as_str();
-    let (stream_id, track_id) = (info.stream_id.clone(), info.track_id.clone());
-    let mut reader = Reader {
-        ssrc: info.ssrc,
-        pending,
-        packets,
-        session,
-        // Resolved once: a label lookup per packet costs a hash and a lock.
-        packets_total: metrics.rtp_packets_total.with_label_values(&[kind]),
-        bytes_total: metrics.rtp_bytes_total.with_label_values(&[kind]),
-        dropped_total: metrics.rtp_dropped_total.with_label_values(&[kind]),
-    };
-    let mut flowing = false;
+    let (stream_id, track_id, mut ssrc) = (info.stream_id.clone(), info.track_id.clone(), info.ssrc);
+    // Resolved once: a label lookup per packet costs a hash and a lock.
+    let packets_total = metrics.rtp_packets_total.with_label_values(&[kind]);
+    let bytes_total = metrics.rtp_bytes_total.with_label_values(&[kind]);
+    let dropped_total = metrics.rtp_dropped_total.with_label_values(&[kind]);
     loop {
-        if flowing {
-            // Let packets queue up in webrtc-rs until the next tick, then take them all.
-            let tick = tokio::time::Instant::from_std(next_tick(Instant::now(), READ_EVERY));
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                Some(()) = pli_requests.recv() => {
-                    send_pli(&track, &mut pli_requests, reader.ssrc, &metrics).await;
-                    continue;
-                }
-                _ = tokio::time::sleep_until(tick) => {}
-            }
-            let mut taken = 0;
-            loop {
-                match track.poll().now_or_never() {
-                    Some(ev) => {
-                        if !reader.on_event(ev) {
-                            return reader.gone(stream_id, track_id);
-                        }
-                        taken += 1;
-                    }
-                    None => break,
-                }
-            }
-            // Nothing came during a whole period: wait for the next packet instead.
-            flowing = taken > 0;
-            continue;
-        }
         tokio::select! {
             _ = cancel.cancelled() => break,
-            Some(()) = pli_requests.recv() => send_pli(&track, &mut pli_requests, reader.ssrc, &metrics).await,
-            ev = track.poll() => {
-                if !reader.on_event(ev) {
-                    break;
+            Some(()) = pli_requests.recv() => {
+                // Coalesce a burst of requests into one PLI.
+                while pli_requests.try_recv().is_ok() {}
+                let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
+                if track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
+                    metrics.plis_sent_total.inc();
                 }
-                flowing = true;
             }
-        }
-    }
-    reader.gone(stream_id, track_id);
-}
-
-/// Coalesce a burst of keyframe requests into one PLI to the sender.
-async fn send_pli(
-    track: &Arc<dyn TrackRemote>,
-    requests: &mut mpsc::UnboundedReceiver<()>,
-    ssrc: u32,
-    metrics: &ParticipantMetrics,
-) {
-    while requests.try_recv().is_ok() {}
-    let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc: ssrc };
-    if track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
-        metrics.plis_sent_total.inc();
-    }
-}
-
-/// What [`read_track`] does with each event of its track.
-struct Reader {
-    ssrc: u32,
-    pending: Option<ReceivedTrack>,
-    packets: mpsc::Sender<RtpPacket>,
-    session: mpsc::UnboundedSender<Internal>,
-    packets_total: prometheus::IntCounter,
-    bytes_total: prometheus::IntCounter,
-    dropped_total: prometheus::IntCounter,
-}
-
-impl Reader {
-    /// Pass a packet on; false when the track (or the session) is gone.
-    fn on_event(&mut self, ev: Option<TrackRemoteEvent>) -> bool {
-        match ev {
-            Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
-                self.packets_total.inc();
-                self.bytes_total.inc_by(packet.payload.len() as u64);
-                self.ssrc = packet.header.ssrc;
-                if let Some(mut ready) = self.pending.take() {
-                    ready.codec.payload_type = packet.header.payload_type;
-                    ready.ssrc = self.ssrc;
-                    if self.session.send(Internal::TrackReady(Box::new(ready))).is_err() {
-                        return false;
+            ev = track.poll() => match ev {
+                Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                    packets_total.inc();
+                    bytes_total.inc_by(packet.payload.len() as u64);
+                    ssrc = packet.header.ssrc;
+                    if let Some(mut ready) = pending.take() {
+                        ready.codec.payload_type = packet.header.payload_type;
+                        ready.ssrc = ssrc;
+                        if session.send(Internal::TrackReady(Box::new(ready))).is_err() {
+                            break;
+                        }
+                    }
+                    if packets.try_send(packet).is_err() {
+                        dropped_total.inc();
                     }
                 }
-                if self.packets.try_send(packet).is_err() {
-                    self.dropped_total.inc();
-                }
-                true
+                Some(TrackRemoteEvent::OnEnded) | None => break,
+                Some(_) => {}
             }
-            Some(TrackRemoteEvent::OnEnded) | None => false,
-            Some(_) => true,
         }
     }
-
-    fn gone(self, stream_id: String, track_id: String) {
-        let _ = self.session.send(Internal::TrackGone { stream_id, track_id });
-    }
+    let _ = session.send(Internal::TrackGone { stream_id, track_id });
 }
 
 /// Copy a published track's packets to one peer connection, with this
@@ -236,27 +145,5 @@ pub(super) async fn watch_for_reuse(track: Arc<dyn TrackRemote>, internal: mpsc:
             Some(TrackRemoteEvent::OnEnded) | None => return,
             Some(_) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ticks_are_on_one_grid_after_now() {
-        let every = Duration::from_millis(20);
-        let start = Instant::now();
-        let first = next_tick(start, every);
-        assert!(first > start && first - start <= every);
-        // Any instant before a tick gets that tick; the tick itself gets the next one.
-        for offset_ms in [0, 1, 7, 19] {
-            let now = first - every + Duration::from_millis(offset_ms);
-            if now > start {
-                assert_eq!(next_tick(now, every), first, "{offset_ms} ms into the period");
-            }
-        }
-        assert_eq!(next_tick(first, every), first + every);
-        assert_eq!(next_tick(first + every * 3 + Duration::from_micros(1), every), first + every * 4);
     }
 }
