@@ -7,6 +7,7 @@
 //! - [`output`]: one running recording/relay pipeline built from a template.
 //! - [`reorder`]: sequence order of an input's RTP packets before a pipeline (sans-IO).
 //! - [`rtp_clock`]: presentation times from RTP timestamps (sans-IO).
+//! - [`rtp_rewrite`]: a received packet's bytes with its SSRC, payload type, sequence number and timestamp replaced.
 //! - [`templates`]: the pipeline templates of `pipelines/` (loading, validation, choice).
 
 pub mod continuity;
@@ -15,6 +16,7 @@ pub mod kind;
 pub mod output;
 pub mod reorder;
 pub mod rtp_clock;
+pub mod rtp_rewrite;
 pub mod source;
 pub mod templates;
 

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rtc::shared::marshal::Marshal;
 use tokio::sync::mpsc;
 
 use super::policy::{Action, Input, KeyframeReason, Notice, OutputId, PacketSeen, PolicyConfig, StreamPolicy, Tracks};
@@ -20,6 +19,7 @@ use super::target::Target;
 use crate::media::keyframes::{VideoCodec, starts_keyframe};
 use crate::media::kind::MediaKind;
 use crate::media::output::{AUDIO_PT, InputCaps, Output, OutputEvent, VIDEO_PT};
+use crate::media::rtp_rewrite::{self, NewHeader};
 use crate::media::templates::{TemplateKind, TemplateSet, Values};
 use crate::metrics::MediaMetrics;
 use crate::participant::events::{CodecInfo, KeyframeRequester, ReceivedTrack, RtpPacket};
@@ -301,9 +301,10 @@ impl StreamTask {
     }
 
     /// The per-packet path: the policy says which outputs get the packet and
-    /// how it is renumbered; the header is rewritten and serialised once.
+    /// how it is renumbered; the packet is serialised with its new header
+    /// once (one copy, [`rtp_rewrite`]), whatever the number of outputs.
     /// Anything else the policy asks for is run after the batch.
-    fn on_packet(&mut self, kind: MediaKind, mut packet: RtpPacket, deferred: &mut Vec<Action>) {
+    fn on_packet(&mut self, kind: MediaKind, packet: RtpPacket, deferred: &mut Vec<Action>) {
         let keyframe = match (kind, self.video.as_ref()) {
             (MediaKind::Video, Some(track)) => starts_keyframe(track.video_codec, &packet.payload),
             _ => false,
@@ -323,18 +324,12 @@ impl StreamTask {
                 Action::Forward { output, kind, sequence, timestamp } => {
                     let Some(running) = self.outputs.get_mut(&output) else { continue };
                     if bytes.is_none() {
-                        let (ssrc, pt) = match kind {
+                        let (ssrc, payload_type) = match kind {
                             MediaKind::Video => (VIDEO_SSRC, VIDEO_PT),
                             MediaKind::Audio => (AUDIO_SSRC, AUDIO_PT),
                         };
-                        packet.header.ssrc = ssrc;
-                        packet.header.payload_type = pt;
-                        packet.header.sequence_number = sequence;
-                        packet.header.timestamp = timestamp;
-                        match packet.marshal() {
-                            Ok(b) => bytes = Some(b.freeze()),
-                            Err(_) => break,
-                        }
+                        let header = NewHeader { ssrc, payload_type, sequence_number: sequence, timestamp };
+                        bytes = Some(rtp_rewrite::rewrite(&packet, header));
                     }
                     let b = bytes.clone().expect("serialised above");
                     match kind {
