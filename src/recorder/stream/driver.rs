@@ -5,8 +5,9 @@
 //! action into I/O.
 //!
 //! Packets are read in batches: while they flow, the inputs are drained every
-//! `DRAIN_EVERY` instead of waking the task once per packet; an idle stream
-//! waits on its channels.
+//! 20 ms while a relay runs and every 100 ms otherwise (a recording's push
+//! period) instead of waking the task once per packet; an idle stream waits
+//! on its channels.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use crate::recorder::stream_context::StreamContext;
 const VIDEO_SSRC: u32 = 0x5254_4356;
 const AUDIO_SSRC: u32 = 0x5254_4341;
 const TICK: Duration = Duration::from_millis(100);
-/// While packets flow, the inputs are read this often.
+/// While packets flow to a relay, the inputs are read this often (its push period).
 const DRAIN_EVERY: Duration = crate::media::output::PUSH_EVERY;
 /// Most packets taken from one input per drain.
 const MAX_DRAIN: usize = 1024;
@@ -193,14 +194,14 @@ impl StreamTask {
                 },
                 packet = recv_track(&mut self.video), if drain_at.is_none() => {
                     self.on_first_packet(MediaKind::Video, packet).await;
-                    drain_at = Some(tokio::time::Instant::now() + DRAIN_EVERY);
+                    drain_at = Some(tokio::time::Instant::now() + self.drain_every());
                 }
                 packet = recv_track(&mut self.audio), if drain_at.is_none() => {
                     self.on_first_packet(MediaKind::Audio, packet).await;
-                    drain_at = Some(tokio::time::Instant::now() + DRAIN_EVERY);
+                    drain_at = Some(tokio::time::Instant::now() + self.drain_every());
                 }
                 _ = drain => {
-                    drain_at = self.drain().await.then(|| tokio::time::Instant::now() + DRAIN_EVERY);
+                    drain_at = self.drain().await.then(|| tokio::time::Instant::now() + self.drain_every());
                 }
                 Some((tag, event)) = self.events_rx.recv() => self.on_output_event(OutputId(tag), event).await,
                 _ = tick.tick() => self.on_tick().await,
@@ -247,6 +248,17 @@ impl StreamTask {
             StreamCommand::AddTarget(target) => self.feed(Input::TargetAdded(target)).await,
             StreamCommand::RemoveTarget(target, reason) => self.feed(Input::TargetRemoved(target, reason)).await,
             StreamCommand::Stop(_) => unreachable!("handled by run"),
+        }
+    }
+
+    /// How long packets may wait in the track channels: a relay's push
+    /// period while one runs, a recording's otherwise (fewer wake-ups; the
+    /// channels hold seconds of packets).
+    fn drain_every(&self) -> Duration {
+        if self.outputs.values().any(|o| o.target.kind() == TemplateKind::Relay) {
+            DRAIN_EVERY
+        } else {
+            RECORD_PUSH_EVERY
         }
     }
 
