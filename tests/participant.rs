@@ -380,28 +380,8 @@ async fn hostile_peer_input_is_dropped_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn works_through_a_plain_node_socket_io_server() {
     init_tracing();
-    let dir = ensure_node_modules();
-    /// Kills the server even when the test fails.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut server = KillOnDrop(
-        std::process::Command::new("node")
-            .args(["reference-server.mjs", "0"])
-            .current_dir(&dir)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("node runs"),
-    );
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().unwrap()), &mut line).unwrap();
-    let port: u16 = line.trim().strip_prefix("listening ").unwrap().parse().unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+
+    let (server, url) = start_node_reference_server();
     let cfg = |name: &str| ParticipantConfig {
         link: LinkConfig { server: url.clone(), room: "node".into(), name: name.into(), password: None, token: None },
         channels: vec!["chat".into()],

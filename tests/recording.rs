@@ -289,15 +289,6 @@ fn spawn_serve(dir: &Path) -> (std::process::Child, String) {
     (child, format!("http://{addr}"))
 }
 
-/// Kills the child if a test fails before it does.
-struct KillOnDrop(std::process::Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Wait until a recording of the room is being written; returns its manifest path.
 async fn recording_started(room_dir: &Path) -> (std::path::PathBuf, serde_json::Value) {
     wait_for_value(&format!("a recording started in {}", room_dir.display()), LONG, || {

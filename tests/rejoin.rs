@@ -99,15 +99,6 @@ async fn a_peer_that_leaves_and_rejoins_from_the_same_socket_is_recorded_every_t
     gw.shutdown().await.unwrap();
 }
 
-/// Kills a child process even when the test fails.
-struct KillOnDrop(std::process::Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The Node reference server has no `leave-room` handler: the socket stays in
 /// the room, and its second `join-room` sends the recorder `#rtcio:init-offer`
 /// for the same id with no `user-disconnected` before — the recorder replaces
@@ -115,20 +106,7 @@ impl Drop for KillOnDrop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_init_offer_for_a_connected_peer_replaces_its_session_and_every_stretch_is_recorded() {
     init_tracing();
-    let node_dir = ensure_node_modules();
-    let mut server = KillOnDrop(
-        std::process::Command::new("node")
-            .args(["reference-server.mjs", "0"])
-            .current_dir(&node_dir)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("node runs"),
-    );
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().unwrap()), &mut line).unwrap();
-    let port: u16 = line.trim().strip_prefix("listening ").unwrap().parse().unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    let (_server, url) = start_node_reference_server();
     let dir = tempfile::tempdir().unwrap();
     let _recorder = KillOnDrop(
         std::process::Command::new(env!("CARGO_BIN_EXE_rtcio-gateway"))

@@ -152,6 +152,35 @@ pub fn ensure_node_modules() -> std::path::PathBuf {
     dir
 }
 
+/// Kills a child process when dropped, also when a test fails.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start the Node reference rtc.io server (tests/node/reference-server.mjs) on
+/// a free port; returns it and its URL.
+pub fn start_node_reference_server() -> (KillOnDrop, String) {
+    let dir = ensure_node_modules();
+    let mut server = KillOnDrop(
+        std::process::Command::new("node")
+            .args(["reference-server.mjs", "0"])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node runs"),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.0.stdout.take().unwrap()), &mut line).unwrap();
+    let port: u16 = line.trim().strip_prefix("listening ").unwrap().parse().unwrap();
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
 /// Run a Node test suite (`tests/<suite>/*.test.mjs`) against the gateway
 /// binary of this test run: `npm ci` first if `marker_module` is missing,
 /// print its report, and require `expected` tests to have passed. A missing
