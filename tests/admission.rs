@@ -24,18 +24,35 @@ async fn session_rooms(gw: &Gateway) -> Vec<String> {
     v["sessions"].as_array().unwrap().iter().map(|s| s["room"].as_str().unwrap().to_string()).collect()
 }
 
+/// What the flooders did: rooms created, and of those the rooms that lived
+/// long enough (join sent to leave sent, on a stalled machine) that the
+/// recorder may rightly join them.
+#[derive(Default)]
+struct FloodCount {
+    created: AtomicU64,
+    long_lived: AtomicU64,
+}
+
+/// A flood room that lived this long has had members for most of the
+/// recorder's default 2 s dwell time: joining it is not a fault of the policy.
+const LONG_LIVED: Duration = Duration::from_millis(1500);
+
 /// A hostile client: creates rooms (join, `hold`, leave) until `stop`, answering nothing.
-async fn flooder(gw_url: String, index: usize, hold: Duration, stop: Arc<AtomicBool>, created: Arc<AtomicU64>) {
+async fn flooder(gw_url: String, index: usize, hold: Duration, stop: Arc<AtomicBool>, count: Arc<FloodCount>) {
     let mut c = SioClient::connect(&gw_url, None).await.expect("connects");
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         let room = format!("flood-{index}-{n}");
         n += 1;
+        let started = tokio::time::Instant::now();
         c.emit("join-room", &json!({"roomId": room, "name": "x"})).unwrap();
         c.expect("join-ok", WAIT).await.expect("join-ok");
-        created.fetch_add(1, Ordering::Relaxed);
+        count.created.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(hold).await;
         c.emit("leave-room", &json!({"roomId": room})).unwrap();
+        if started.elapsed() >= LONG_LIVED {
+            count.long_lived.fetch_add(1, Ordering::Relaxed);
+        }
     }
     c.close().await;
 }
@@ -48,13 +65,13 @@ async fn a_room_flood_joins_nothing_while_an_honest_room_is_recorded() {
     // policy faces it (as it would a flood from many addresses).
     let gw = recording_gateway(dir.path(), |_| {}).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let created = Arc::new(AtomicU64::new(0));
+    let count = Arc::new(FloodCount::default());
     let flood: Vec<_> = (0..10)
-        .map(|i| tokio::spawn(flooder(url(&gw), i, Duration::from_millis(200), stop.clone(), created.clone())))
+        .map(|i| tokio::spawn(flooder(url(&gw), i, Duration::from_millis(200), stop.clone(), count.clone())))
         .collect();
     wait_until("the flood to create 50 rooms", LONG, || {
-        let created = created.clone();
-        async move { created.load(Ordering::Relaxed) >= 50 }
+        let count = count.clone();
+        async move { count.created.load(Ordering::Relaxed) >= 50 }
     })
     .await;
 
@@ -81,7 +98,8 @@ async fn a_room_flood_joins_nothing_while_an_honest_room_is_recorded() {
     for f in flood {
         f.await.unwrap();
     }
-    let flooded = created.load(Ordering::Relaxed);
+    let flooded = count.created.load(Ordering::Relaxed);
+    let long_lived = count.long_lived.load(Ordering::Relaxed);
     assert!(flooded >= 100, "the flood created {flooded} rooms");
 
     let done = finished_manifests(&room_dir, 1, LONG).await;
@@ -96,8 +114,14 @@ async fn a_room_flood_joins_nothing_while_an_honest_room_is_recorded() {
     assert!(decoded && errors.is_empty(), "{errors}");
     assert!(last_frame > 1.5, "video decodes to {last_frame:.2}s");
 
-    // The recorder joined the honest room and nothing else; every flood room was counted as too brief.
-    assert_eq!(metric(&gw, "rtcio_gateway_participant_joins_total{result=\"ok\"}").await, 1.0);
+    // The recorder joined the honest room and no flood room, except one that
+    // a stalled machine kept alive for most of the dwell time (CI once saw
+    // one); every other flood room was counted as too brief.
+    let joins = metric(&gw, "rtcio_gateway_participant_joins_total{result=\"ok\"}").await;
+    assert!(
+        joins >= 1.0 && joins <= 1.0 + long_lived as f64,
+        "{joins} joins: the honest room and {long_lived} flood rooms that lived ≥ {LONG_LIVED:?}"
+    );
     let too_brief = metric(&gw, "rtcio_gateway_recorder_admission_refusals_total{reason=\"too_brief\"}").await;
     // (A room created and left between two looks at the registry is never seen at all.)
     assert!(too_brief >= flooded as f64 / 2.0, "{too_brief} too-brief rooms of {flooded}");

@@ -3,6 +3,7 @@
 //! - [`source`]: encoded test media (or a file) as RTP, for the participant to publish.
 //! - [`kind`]: [`kind::MediaKind`], audio or video (a leaf shared with the participant).
 //! - [`keyframes`]: keyframe detection in RTP and the PLI policy (sans-IO).
+//! - [`clock_status`]: a file's presentation time zero on the wall clock, and how it was learnt (a leaf).
 //! - [`continuity`]: one continuous RTP stream across SSRC changes (sans-IO).
 //! - [`output`]: one running recording/relay pipeline built from a template.
 //! - [`reorder`]: sequence order of an input's RTP packets before a pipeline (sans-IO).
@@ -10,6 +11,7 @@
 //! - [`rtp_rewrite`]: a received packet's bytes with its SSRC, payload type, sequence number and timestamp replaced.
 //! - [`templates`]: the pipeline templates of `pipelines/` (loading, validation, choice).
 
+pub mod clock_status;
 pub mod continuity;
 pub mod keyframes;
 pub mod kind;

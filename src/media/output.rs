@@ -19,6 +19,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
+use crate::media::clock_status::{ClockSource, ClockStatus};
 use crate::media::kind::MediaKind;
 use crate::media::reorder::Reorder;
 use crate::media::rtp_clock::RtpClock;
@@ -97,6 +98,7 @@ struct Input {
     batch: Vec<gst::Buffer>,
     last_push: Option<Duration>,
     push_every: Duration,
+    stamped: bool,
 }
 
 impl Input {
@@ -108,6 +110,7 @@ impl Input {
             batch: Vec::new(),
             last_push: None,
             push_every: PUSH_EVERY,
+            stamped: false,
         }
     }
 
@@ -123,6 +126,7 @@ impl Input {
                 buffer.set_dts(pts);
             }
             self.batch.push(buffer);
+            self.stamped = true;
         }
     }
 
@@ -160,6 +164,8 @@ pub struct Output {
     eos: tokio::sync::watch::Receiver<bool>,
     /// Scratch space for released packets.
     released: Vec<(Duration, Bytes)>,
+    /// The wall clock when the pipeline started (its running time zero).
+    started_wall: std::time::SystemTime,
 }
 
 impl Output {
@@ -216,7 +222,15 @@ impl Output {
             let _ = pipeline.set_state(gst::State::Null);
             return Err(OutputError::Start(e.to_string()));
         }
-        Ok(Output { pipeline, video: video_src, audio: audio_src, bus_task, eos: eos_rx, released: Vec::new() })
+        Ok(Output {
+            pipeline,
+            video: video_src,
+            audio: audio_src,
+            bus_task,
+            eos: eos_rx,
+            released: Vec::new(),
+            started_wall: std::time::SystemTime::now(),
+        })
     }
 
     /// How long a gap in an input's sequence numbers is waited for
@@ -274,6 +288,17 @@ impl Output {
             input.push_batch(now, false);
         }
         self.released = released;
+    }
+
+    /// The file's time line on the wall clock; `None` until a packet was stamped.
+    pub fn clock_status(&self) -> Option<ClockStatus> {
+        let stamped = [self.video.as_ref(), self.audio.as_ref()].into_iter().flatten().any(|i| i.stamped);
+        stamped.then(|| ClockStatus {
+            t0_unix_ms: crate::media::clock_status::unix_ms(self.started_wall),
+            source: ClockSource::Arrival,
+            sender_reports: 0,
+            last_report_unix_ms: None,
+        })
     }
 
     fn input_mut(&mut self, kind: MediaKind) -> Option<&mut Input> {

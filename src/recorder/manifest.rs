@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::naming::{rfc3339, unix_ms};
+use crate::media::clock_status::{ClockSource, ClockStatus};
 use crate::participant::events::CodecInfo;
 use crate::participant::streams::StreamEvents;
 
@@ -89,6 +90,34 @@ pub struct Manifest {
     pub error: Option<String>,
     /// From the start of the recording to the first video keyframe.
     pub first_keyframe_ms: Option<u64>,
+    /// Wall-clock time (Unix ms, fractions kept) of the file's presentation
+    /// time zero: any instant `t` of the file happened at `t0_unix_ms + t`.
+    /// On the sender's clock once its reports arrived (see `clock`).
+    pub t0_unix_ms: Option<f64>,
+    /// How good `t0_unix_ms` is.
+    pub clock: Option<ManifestClock>,
+}
+
+/// How a file's `t0_unix_ms` was learnt, as of the manifest's writing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManifestClock {
+    /// `sender-reports` (the sender's wall clock) or `arrival` (the gateway's, at the packets' arrival).
+    pub source: ClockSource,
+    /// RTCP sender reports seen on the file's tracks.
+    pub sender_reports: u32,
+    /// Age of the latest report when the manifest was written (ms).
+    pub last_report_age_ms: Option<f64>,
+}
+
+impl ManifestClock {
+    pub fn new(status: &ClockStatus, now: SystemTime) -> ManifestClock {
+        let now_ms = crate::media::clock_status::unix_ms(now);
+        ManifestClock {
+            source: status.source,
+            sender_reports: status.sender_reports,
+            last_report_age_ms: status.last_report_unix_ms.map(|at| (now_ms - at).max(0.0)),
+        }
+    }
 }
 
 impl Manifest {
@@ -105,6 +134,15 @@ impl Manifest {
         self.duration_secs = Some(ended.saturating_sub(self.started_unix_ms) as f64 / 1000.0);
         self.size_bytes = size_bytes;
         self.end_reason = Some(reason);
+    }
+
+    /// Take the file's clock as it is now; true if `t0` or its source changed.
+    pub fn set_clock(&mut self, status: &ClockStatus, now: SystemTime) -> bool {
+        let changed =
+            self.t0_unix_ms != Some(status.t0_unix_ms) || self.clock.as_ref().is_none_or(|c| c.source != status.source);
+        self.t0_unix_ms = Some(status.t0_unix_ms);
+        self.clock = Some(ManifestClock::new(status, now));
+        changed
     }
 }
 
@@ -166,6 +204,8 @@ mod tests {
             end_reason: None,
             error: None,
             first_keyframe_ms: None,
+            t0_unix_ms: None,
+            clock: None,
         }
     }
 

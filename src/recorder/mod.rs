@@ -4,6 +4,7 @@
 //! - [`manifest`]: the `.json` sidecar of each recording.
 //! - [`chat_log`]: a room's `chat.jsonl`.
 //! - `record_file`: one recording file: its free name, its manifest, its byte count.
+//! - [`file_events`]: each manifest a stream task writes, copied to its room (a leaf).
 //! - [`stream_context`]: who and what a received stream is (a leaf).
 //! - [`stream`]: one received stream → its recording and relay pipelines (its media policy is a sans-IO machine there).
 //! - [`end_reason`]: why an output or a room run ended (a leaf).
@@ -18,6 +19,7 @@ pub mod admission;
 pub mod chat_log;
 pub mod controller;
 pub mod end_reason;
+pub mod file_events;
 pub mod manifest;
 pub mod naming;
 mod record_file;

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::file_events::FileEvents;
 use super::manifest::{self, CodecSummary, Codecs, Manifest, PeerSummary, RecordingState};
 use super::naming::RecordingName;
 use super::stream_context::StreamContext;
@@ -69,18 +70,23 @@ pub(super) fn new_record_file(
             end_reason: None,
             error: None,
             first_keyframe_ms: None,
+            t0_unix_ms: None,
+            clock: None,
         },
         path,
         bytes_counted: 0,
     };
     manifest::write_manifest(&record.manifest_path, &record.manifest)?;
+    context.files.send(&record.manifest);
     Ok(record)
 }
 
-pub(super) fn write_manifest_logged(record: &RecordFile) {
+/// Write the manifest (a failure is logged) and copy it to the room.
+pub(super) fn write_manifest_logged(record: &RecordFile, files: &FileEvents) {
     if let Err(e) = manifest::write_manifest(&record.manifest_path, &record.manifest) {
         tracing::warn!(path = %record.manifest_path.display(), error = %e, "cannot write the manifest");
     }
+    files.send(&record.manifest);
 }
 
 /// Count the bytes the file grew by since the last call; returns them.

@@ -205,6 +205,7 @@ impl RoomRecorder {
                     events: events.clone(),
                     expected_kinds: kinds,
                     status: self.status.clone(),
+                    files: super::file_events::FileEvents::default(),
                 };
                 let handle = StreamHandle::start(context, targets, self.settings.clone());
                 self.streams.insert(key, StreamEntry { handle, peer, events, has_video: false });

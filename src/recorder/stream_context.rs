@@ -3,6 +3,7 @@
 //! Shared by the stream task and the recording files it writes (a leaf of
 //! the recorder).
 
+use super::file_events::FileEvents;
 use super::status::RoomStatus;
 use crate::media::kind::MediaKind;
 use crate::participant::events::PeerInfo;
@@ -20,4 +21,6 @@ pub struct StreamContext {
     pub expected_kinds: Vec<MediaKind>,
     /// Where the stream task reports what its outputs do.
     pub status: RoomStatus,
+    /// Where each manifest written for the stream's files is copied.
+    pub files: FileEvents,
 }

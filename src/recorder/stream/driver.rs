@@ -242,7 +242,7 @@ impl StreamTask {
                 for record in self.outputs.values_mut().filter_map(|o| o.record.as_mut()) {
                     record.manifest.events = self.context.events.clone();
                     record.manifest.event = manifest::primary_event(self.context.events.as_ref());
-                    write_manifest_logged(record);
+                    write_manifest_logged(record, &self.context.files);
                 }
             }
             StreamCommand::AddTarget(target) => self.feed(Input::TargetAdded(target)).await,
@@ -427,9 +427,16 @@ impl StreamTask {
         let mut recorded: Option<u64> = None;
         for running in self.outputs.values_mut() {
             count_jitterbuffer_drops(running, metrics);
+            let clock = running.pipeline.as_ref().and_then(|p| p.clock_status());
             if let Some(record) = running.record.as_mut() {
                 status.add_recorded_bytes(count_bytes_written(record, metrics));
                 recorded = Some(record.bytes_counted());
+                // The manifest follows the file's clock when its t0 or its source changes.
+                if let Some(clock) = clock
+                    && record.manifest.set_clock(&clock, SystemTime::now())
+                {
+                    write_manifest_logged(record, &self.context.files);
+                }
             }
         }
         let keyframe_wait_since = self.policy.keyframe_wait_since();
@@ -632,6 +639,7 @@ impl StreamTask {
         let metrics = self.settings.metrics.clone();
         count_jitterbuffer_drops(&mut running, &metrics);
         let failed = error.is_some();
+        let clock = running.pipeline.as_ref().and_then(|p| p.clock_status());
         let finalised = match running.pipeline.take() {
             Some(pipeline) if !failed => pipeline.finish(self.settings.finish_timeout).await,
             _ => false,
@@ -653,8 +661,12 @@ impl StreamTask {
                     record.manifest.error =
                         Some(format!("the file was not finalised within {:?}", self.settings.finish_timeout));
                 }
-                record.manifest.finish(state, SystemTime::now(), reason, size);
-                write_manifest_logged(&record);
+                let now = SystemTime::now();
+                if let Some(clock) = clock {
+                    record.manifest.set_clock(&clock, now);
+                }
+                record.manifest.finish(state, now, reason, size);
+                write_manifest_logged(&record, &self.context.files);
                 let result = if failed { "failed" } else { "finished" };
                 metrics.recordings_total.with_label_values(&[result]).inc();
                 tracing::info!(file = %record.path.display(), %reason, result, bytes = size.unwrap_or(0), "recording ended");
