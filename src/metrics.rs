@@ -63,6 +63,8 @@ pub struct ParticipantMetrics {
     pub rtp_bytes_total: IntCounterVec,
     /// RTP packets dropped because the consumer of the track was too slow.
     pub rtp_dropped_total: IntCounterVec,
+    /// RTCP sender reports received on the tracks, by media kind.
+    pub sender_reports_total: IntCounterVec,
     /// Picture-loss indications we sent.
     pub plis_sent_total: IntCounter,
     /// Received streams currently active.
@@ -255,6 +257,12 @@ impl ParticipantMetrics {
                 "Received RTP packets dropped because the track's consumer was too slow, by media kind",
                 &["kind"],
             ),
+            sender_reports_total: counter_vec(
+                registry,
+                "participant_sender_reports_total",
+                "RTCP sender reports received on the tracks (they place recordings on the sender's clock), by media kind",
+                &["kind"],
+            ),
             plis_sent_total: counter(registry, "participant_plis_sent_total", "Picture loss indications sent"),
             streams_active,
             mdns_candidates_dropped_total: counter(
@@ -273,6 +281,7 @@ impl ParticipantMetrics {
             m.rtp_packets_total.with_label_values(&[kind]);
             m.rtp_bytes_total.with_label_values(&[kind]);
             m.rtp_dropped_total.with_label_values(&[kind]);
+            m.sender_reports_total.with_label_values(&[kind]);
         }
         for r in crate::participant::channels::DropReason::ALL {
             m.channel_dropped_total.with_label_values(&[r.as_str()]);

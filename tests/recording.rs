@@ -69,6 +69,18 @@ async fn vp8_and_opus_are_recorded_to_webm_with_manifest_and_chat_log() {
     assert_eq!(manifest["codecs"]["video"]["mime_type"], "video/VP8");
     assert_eq!(manifest["codecs"]["audio"]["mime_type"], "audio/opus");
     assert!(manifest["first_keyframe_ms"].as_u64().is_some(), "{manifest}");
+    // The file is placed on the sender's clock by its reports (both tracks
+    // report: webrtc-rs every second or so); its time zero is near the start
+    // (the same machine's clock, so within the start-up of the pipeline).
+    assert_eq!(manifest["clock"]["source"], "sender-reports", "{manifest}");
+    assert!(manifest["clock"]["sender_reports"].as_u64().unwrap() >= 2, "{manifest}");
+    let t0 = manifest["t0_unix_ms"].as_f64().unwrap();
+    let started = manifest["started_unix_ms"].as_f64().unwrap();
+    assert!((t0 - started).abs() < 1000.0, "t0 {t0} vs started {started}");
+    for kind in ["video", "audio"] {
+        let reports = metric(&gw, &format!("rtcio_gateway_participant_sender_reports_total{{kind=\"{kind}\"}}")).await;
+        assert!(reports >= 1.0, "{reports} {kind} sender reports");
+    }
     let file = file_of(path, manifest);
     let name = file.file_name().unwrap().to_str().unwrap().to_string();
     let peer_id = manifest["peer"]["id"].as_str().unwrap();

@@ -34,3 +34,8 @@ pub struct ClockStatus {
 pub fn unix_ms(at: std::time::SystemTime) -> f64 {
     at.duration_since(std::time::SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
+
+/// Nanoseconds since the Unix epoch.
+pub fn unix_ns(at: std::time::SystemTime) -> i128 {
+    at.duration_since(std::time::SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
+}

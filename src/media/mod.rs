@@ -7,7 +7,9 @@
 //! - [`continuity`]: one continuous RTP stream across SSRC changes (sans-IO).
 //! - [`output`]: one running recording/relay pipeline built from a template.
 //! - [`reorder`]: sequence order of an input's RTP packets before a pipeline (sans-IO).
-//! - [`rtp_clock`]: presentation times from RTP timestamps (sans-IO).
+//! - [`rtp_clock`]: presentation times from RTP timestamps and arrival (sans-IO; a file's times before its first sender report).
+//! - [`sender_clock`]: a received track's RTP timestamps on its sender's wall clock, from its RTCP sender reports (sans-IO).
+//! - [`sync_clock`]: an output's presentation times on its senders' wall clock, and its time zero (sans-IO).
 //! - [`rtp_rewrite`]: a received packet's bytes with its SSRC, payload type, sequence number and timestamp replaced.
 //! - [`templates`]: the pipeline templates of `pipelines/` (loading, validation, choice).
 
@@ -19,7 +21,9 @@ pub mod output;
 pub mod reorder;
 pub mod rtp_clock;
 pub mod rtp_rewrite;
+pub mod sender_clock;
 pub mod source;
+pub mod sync_clock;
 pub mod templates;
 
 /// Initialise GStreamer once per process; the error says what is missing.

@@ -3,8 +3,8 @@
 //! through the bus, keyframe requests out through a pad probe.
 //!
 //! This module owns the GStreamer objects and the way packets enter them:
-//! in sequence order ([`Reorder`]), stamped from their RTP timestamps
-//! ([`RtpClock`]) and pushed in batches, at most one wake-up of an input's
+//! in sequence order ([`Reorder`]), stamped from their RTP timestamps on
+//! their sender's wall clock ([`FileClock`], [`InputClock`]) and pushed in batches, at most one wake-up of an input's
 //! streaming thread per [`PUSH_EVERY`]. The built-in templates have no
 //! jitter buffer: this is it, without its two threads and its timers per
 //! input. Which packets to push, when to ask for keyframes and what the file
@@ -19,10 +19,10 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
-use crate::media::clock_status::{ClockSource, ClockStatus};
+use crate::media::clock_status::ClockSource;
 use crate::media::kind::MediaKind;
 use crate::media::reorder::Reorder;
-use crate::media::rtp_clock::RtpClock;
+use crate::media::sync_clock::{FileClock, InputClock};
 
 /// Payload types we give the packets we push (the caller rewrites them).
 pub const VIDEO_PT: u8 = 96;
@@ -88,17 +88,21 @@ const MAX_HELD_PACKETS: usize = 512;
 /// unless [`Output::with_push_every`] says otherwise.
 pub const PUSH_EVERY: Duration = Duration::from_millis(20);
 
+/// A packet waiting in front of an input: when it arrived (running time),
+/// its bytes, and when it was captured on its sender's wall clock (Unix ns)
+/// if a sender report says so.
+type Arrived = (Duration, Bytes, Option<i128>);
+
 /// One `appsrc` and what stands in front of it: sequence order, presentation
 /// times and the batch not yet pushed.
 struct Input {
     src: gst_app::AppSrc,
-    reorder: Reorder<(Duration, Bytes)>,
-    clock: RtpClock,
+    reorder: Reorder<Arrived>,
+    clock: InputClock,
     /// Released packets not yet pushed, stamped.
     batch: Vec<gst::Buffer>,
     last_push: Option<Duration>,
     push_every: Duration,
-    stamped: bool,
 }
 
 impl Input {
@@ -106,19 +110,19 @@ impl Input {
         Input {
             src,
             reorder: Reorder::new(DEFAULT_REORDER_WINDOW, MAX_HELD_PACKETS),
-            clock: RtpClock::new(clock_rate),
+            clock: InputClock::new(clock_rate),
             batch: Vec::new(),
             last_push: None,
             push_every: PUSH_EVERY,
-            stamped: false,
         }
     }
 
     /// Stamp released packets and add them to the batch.
-    fn stamp(&mut self, released: &mut Vec<(Duration, Bytes)>) {
-        for (arrival, packet) in released.drain(..) {
+    fn stamp(&mut self, file: &mut FileClock, released: &mut Vec<Arrived>) {
+        for (arrival, packet, sender_ns) in released.drain(..) {
             let Some(timestamp) = rtp_timestamp(&packet) else { continue };
-            let pts = gst::ClockTime::from_nseconds(self.clock.pts(arrival, timestamp).as_nanos() as u64);
+            let pts = self.clock.pts(file, arrival, timestamp, sender_ns);
+            let pts = gst::ClockTime::from_nseconds(pts.as_nanos() as u64);
             let mut buffer = gst::Buffer::from_slice(packet);
             {
                 let buffer = buffer.get_mut().expect("a new buffer is writable");
@@ -126,7 +130,6 @@ impl Input {
                 buffer.set_dts(pts);
             }
             self.batch.push(buffer);
-            self.stamped = true;
         }
     }
 
@@ -163,9 +166,9 @@ pub struct Output {
     bus_task: tokio::task::JoinHandle<()>,
     eos: tokio::sync::watch::Receiver<bool>,
     /// Scratch space for released packets.
-    released: Vec<(Duration, Bytes)>,
-    /// The wall clock when the pipeline started (its running time zero).
-    started_wall: std::time::SystemTime,
+    released: Vec<Arrived>,
+    /// Presentation time zero on the wall clock.
+    clock: FileClock,
 }
 
 impl Output {
@@ -229,7 +232,7 @@ impl Output {
             bus_task,
             eos: eos_rx,
             released: Vec::new(),
-            started_wall: std::time::SystemTime::now(),
+            clock: FileClock::default(),
         })
     }
 
@@ -259,14 +262,29 @@ impl Output {
     /// most every push period ([`PUSH_EVERY`]), however many there are. Never blocks; a
     /// stalled pipeline drops its oldest data.
     pub fn push(&mut self, kind: MediaKind, packets: impl IntoIterator<Item = Bytes>) {
+        self.push_captured(kind, packets.into_iter().map(|p| (p, None)));
+    }
+
+    /// [`Output::push`] for packets that may carry their capture time on the
+    /// sender's wall clock (Unix ns, from its sender reports): the inputs'
+    /// times follow it (see [`crate::media::sync_clock`]).
+    pub fn push_captured(&mut self, kind: MediaKind, packets: impl IntoIterator<Item = (Bytes, Option<i128>)>) {
         let now = self.running_time();
+        if self.clock.needs_gateway_time() {
+            self.clock.note_gateway_time(crate::media::clock_status::unix_ns(std::time::SystemTime::now()), now);
+        }
         let mut released = std::mem::take(&mut self.released);
-        if let Some(input) = self.input_mut(kind) {
-            for packet in packets {
+        let clock = &mut self.clock;
+        let input = match kind {
+            MediaKind::Video => self.video.as_mut(),
+            MediaKind::Audio => self.audio.as_mut(),
+        };
+        if let Some(input) = input {
+            for (packet, sender_ns) in packets {
                 let Some(sequence_number) = rtp_sequence_number(&packet) else { continue };
-                input.reorder.push(now, sequence_number, (now, packet), &mut released);
+                input.reorder.push(now, sequence_number, (now, packet, sender_ns), &mut released);
             }
-            input.stamp(&mut released);
+            input.stamp(clock, &mut released);
         }
         self.released = released;
         self.release(now);
@@ -284,28 +302,16 @@ impl Output {
         let mut released = std::mem::take(&mut self.released);
         for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
             input.reorder.release_due(now, &mut released);
-            input.stamp(&mut released);
+            input.stamp(&mut self.clock, &mut released);
             input.push_batch(now, false);
         }
         self.released = released;
     }
 
-    /// The file's time line on the wall clock; `None` until a packet was stamped.
-    pub fn clock_status(&self) -> Option<ClockStatus> {
-        let stamped = [self.video.as_ref(), self.audio.as_ref()].into_iter().flatten().any(|i| i.stamped);
-        stamped.then(|| ClockStatus {
-            t0_unix_ms: crate::media::clock_status::unix_ms(self.started_wall),
-            source: ClockSource::Arrival,
-            sender_reports: 0,
-            last_report_unix_ms: None,
-        })
-    }
-
-    fn input_mut(&mut self, kind: MediaKind) -> Option<&mut Input> {
-        match kind {
-            MediaKind::Video => self.video.as_mut(),
-            MediaKind::Audio => self.audio.as_mut(),
-        }
+    /// The wall-clock time (Unix ms) of the output's presentation time zero
+    /// and where it comes from; `None` until a packet was pushed.
+    pub fn t0_unix_ms(&self) -> Option<(f64, ClockSource)> {
+        self.clock.t0_unix_ms()
     }
 
     fn running_time(&self) -> Duration {
@@ -349,7 +355,7 @@ impl Output {
         for input in [self.video.take(), self.audio.take()].into_iter().flatten() {
             let mut input = input;
             input.reorder.flush(&mut released);
-            input.stamp(&mut released);
+            input.stamp(&mut self.clock, &mut released);
             input.push_batch(now, true);
             let _ = input.src.end_of_stream();
         }

@@ -5,10 +5,11 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// Re-exported for the participant's users; defined in the leaf [`crate::media::kind`].
 pub use crate::media::kind::MediaKind;
+pub use crate::media::sender_clock::SenderReports;
 pub use rtc::rtp::packet::Packet as RtpPacket;
 
 use super::channels::Channel;
@@ -69,6 +70,8 @@ pub struct ReceivedTrack {
     pub codec: CodecInfo,
     pub ssrc: u32,
     pub packets: mpsc::Receiver<RtpPacket>,
+    /// The sender's RTCP sender reports for the track, the latest and how many.
+    pub reports: watch::Receiver<SenderReports>,
     pub keyframes: KeyframeRequester,
 }
 

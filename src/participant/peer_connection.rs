@@ -1,6 +1,6 @@
 //! How every peer connection of the participant is built: codecs,
 //! interceptors (with a forwarder that lets receivers' keyframe requests reach
-//! our local tracks), and the settings the Chrome traps in STACK.md call for.
+//! our local tracks and senders' reports our received ones), and the settings the Chrome traps in STACK.md call for.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +12,7 @@ use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceServer, Registry, SettingEngineBuilder, register_default_interceptors,
@@ -59,8 +60,10 @@ pub(super) async fn build_peer_connection(
     Ok(Arc::new(pc))
 }
 
-/// Marks inbound keyframe requests (PLI, FIR) for delivery to the application;
-/// all other inbound RTCP stays with the interceptors that consume it.
+/// Marks inbound keyframe requests (PLI, FIR) and sender reports for
+/// delivery to the application (local tracks answer the first, received
+/// tracks' recordings are placed on the sender's clock by the second); all
+/// other inbound RTCP stays with the interceptors that consume it.
 #[derive(Default)]
 struct KeyframeRequestForwarder {
     read_queue: VecDeque<TaggedPacket>,
@@ -78,7 +81,10 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestFo
         if let Packet::Rtcp(packets) = &msg.message.packet {
             let keep: Vec<Box<dyn rtc::rtcp::Packet>> = packets
                 .iter()
-                .filter(|p| p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>())
+                .filter(|p| {
+                    let p = p.as_any();
+                    p.is::<PictureLossIndication>() || p.is::<FullIntraRequest>() || p.is::<SenderReport>()
+                })
                 .cloned()
                 .collect();
             if keep.is_empty() {

@@ -722,6 +722,7 @@ impl Driver {
         // The reader task learns the payload type from the first packet, then hands the track over.
         let (packets_tx, packets_rx) = mpsc::channel(TRACK_BUFFER_PACKETS);
         let (pli_tx, pli_rx) = mpsc::unbounded_channel();
+        let (reports_tx, reports_rx) = tokio::sync::watch::channel(SenderReports::default());
         let info = ReceivedTrack {
             peer: self.peer.clone(),
             stream_id,
@@ -736,12 +737,13 @@ impl Driver {
             },
             ssrc,
             packets: packets_rx,
+            reports: reports_rx,
             keyframes: KeyframeRequester { request: pli_tx },
         };
         tokio::spawn(read_track(
             track,
             Some(info),
-            packets_tx,
+            (packets_tx, reports_tx),
             pli_rx,
             cancel,
             self.internal_tx.clone(),

@@ -1,5 +1,5 @@
-//! Media tasks of a peer session: reading a received track (RTP to its
-//! consumer, PLIs to its sender) and feeding a published track into one peer
+//! Media tasks of a peer session: reading a received track (RTP and the
+//! sender's reports to its consumer, PLIs to its sender) and feeding a published track into one peer
 //! connection (SSRC and negotiated payload type rewritten, keyframe requests
 //! passed back to the source).
 
@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::rtp_transceiver::RtpSender;
 
-use super::events::{ReceivedTrack, RtpPacket};
+use super::events::{ReceivedTrack, RtpPacket, SenderReports};
 use super::session_events::Internal;
 use crate::metrics::ParticipantMetrics;
 
@@ -27,7 +28,7 @@ pub(super) fn rand_ssrc() -> u32 {
 pub(super) async fn read_track(
     track: Arc<dyn TrackRemote>,
     mut pending: Option<ReceivedTrack>,
-    packets: mpsc::Sender<RtpPacket>,
+    (packets, reports): (mpsc::Sender<RtpPacket>, tokio::sync::watch::Sender<SenderReports>),
     mut pli_requests: mpsc::UnboundedReceiver<()>,
     cancel: tokio_util::sync::CancellationToken,
     session: mpsc::UnboundedSender<Internal>,
@@ -40,6 +41,7 @@ pub(super) async fn read_track(
     let packets_total = metrics.rtp_packets_total.with_label_values(&[kind]);
     let bytes_total = metrics.rtp_bytes_total.with_label_values(&[kind]);
     let dropped_total = metrics.rtp_dropped_total.with_label_values(&[kind]);
+    let sender_reports_total = metrics.sender_reports_total.with_label_values(&[kind]);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -65,6 +67,25 @@ pub(super) async fn read_track(
                     }
                     if packets.try_send(packet).is_err() {
                         dropped_total.inc();
+                    }
+                }
+                Some(TrackRemoteEvent::OnRtcpPacket(rtcp)) => {
+                    // Sender reports of the track's source (the forwarder passes only those and PLI/FIR).
+                    for sr in rtcp.iter().filter_map(|p| p.as_any().downcast_ref::<SenderReport>()) {
+                        if sr.ssrc != ssrc {
+                            continue;
+                        }
+                        let report = crate::media::sender_clock::SenderReport {
+                            ssrc: sr.ssrc,
+                            ntp_time: sr.ntp_time,
+                            rtp_time: sr.rtp_time,
+                            arrived: std::time::SystemTime::now(),
+                        };
+                        reports.send_modify(|r| {
+                            r.latest = Some(report);
+                            r.count += 1;
+                        });
+                        sender_reports_total.inc();
                     }
                 }
                 Some(TrackRemoteEvent::OnEnded) | None => break,

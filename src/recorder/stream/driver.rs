@@ -17,10 +17,12 @@ use tokio::sync::mpsc;
 
 use super::policy::{Action, Input, KeyframeReason, Notice, OutputId, PacketSeen, PolicyConfig, StreamPolicy, Tracks};
 use super::target::Target;
+use crate::media::clock_status::ClockStatus;
 use crate::media::keyframes::{VideoCodec, starts_keyframe};
 use crate::media::kind::MediaKind;
 use crate::media::output::{AUDIO_PT, InputCaps, Output, OutputEvent, VIDEO_PT};
 use crate::media::rtp_rewrite::{self, NewHeader};
+use crate::media::sender_clock::{SenderClock, SenderReports};
 use crate::media::templates::{TemplateKind, TemplateSet, Values};
 use crate::metrics::MediaMetrics;
 use crate::participant::events::{CodecInfo, KeyframeRequester, ReceivedTrack, RtpPacket};
@@ -109,8 +111,22 @@ struct Track {
     codec: CodecInfo,
     video_codec: VideoCodec,
     packets: mpsc::Receiver<RtpPacket>,
+    /// The sender's reports as the participant passes them on, and what they say.
+    reports: tokio::sync::watch::Receiver<SenderReports>,
+    sender: SenderClock,
     keyframes: KeyframeRequester,
     open: bool,
+}
+
+impl Track {
+    /// When (sender's wall clock, Unix ns) a packet of the track was captured, if a report says.
+    fn captured_at(&mut self, packet: &RtpPacket) -> Option<i128> {
+        // An atomic load per packet; the report is copied only when a new one came.
+        if self.reports.has_changed().unwrap_or(false) {
+            self.sender.update(*self.reports.borrow_and_update());
+        }
+        self.sender.wall_ns(packet.header.ssrc, packet.header.timestamp)
+    }
 }
 
 /// One output instance: its pipeline (none if it could not start), its file.
@@ -122,9 +138,10 @@ struct Running {
     counted_active: bool,
     record: Option<RecordFile>,
     jitter_counted: Vec<(MediaKind, u64, u64)>,
-    /// Packets of the batch being read, pushed together.
-    pending_video: Vec<bytes::Bytes>,
-    pending_audio: Vec<bytes::Bytes>,
+    /// Packets of the batch being read (with their capture times on the
+    /// sender's clock), pushed together.
+    pending_video: Vec<(bytes::Bytes, Option<i128>)>,
+    pending_audio: Vec<(bytes::Bytes, Option<i128>)>,
 }
 
 struct StreamTask {
@@ -226,8 +243,10 @@ impl StreamTask {
                 let encoding = track.codec.encoding_name();
                 let slot = Some(Track {
                     video_codec: VideoCodec::from_encoding_name(&encoding),
+                    sender: SenderClock::new(track.codec.clock_rate),
                     codec: track.codec,
                     packets: track.packets,
+                    reports: track.reports,
                     keyframes: track.keyframes,
                     open: true,
                 });
@@ -331,6 +350,7 @@ impl StreamTask {
         let mut actions = std::mem::take(&mut self.actions);
         self.policy.handle_into(Input::Packet(seen), Instant::now(), &mut actions);
         let mut bytes: Option<bytes::Bytes> = None;
+        let mut captured: Option<Option<i128>> = None;
         for action in actions.drain(..) {
             match action {
                 Action::Forward { output, kind, sequence, timestamp } => {
@@ -344,6 +364,15 @@ impl StreamTask {
                         bytes = Some(rtp_rewrite::rewrite(&packet, header));
                     }
                     let b = bytes.clone().expect("serialised above");
+                    // Looked up before the renumbering, on the sender's own SSRC and timestamps.
+                    let captured = *captured.get_or_insert_with(|| {
+                        let track = match kind {
+                            MediaKind::Video => self.video.as_mut(),
+                            MediaKind::Audio => self.audio.as_mut(),
+                        };
+                        track.and_then(|t| t.captured_at(&packet))
+                    });
+                    let b = (b, captured);
                     match kind {
                         MediaKind::Video => running.pending_video.push(b),
                         MediaKind::Audio => running.pending_audio.push(b),
@@ -364,11 +393,11 @@ impl StreamTask {
         for running in self.outputs.values_mut() {
             let Some(pipeline) = running.pipeline.as_mut() else { continue };
             if !running.pending_video.is_empty() {
-                pipeline.push(MediaKind::Video, running.pending_video.drain(..));
+                pipeline.push_captured(MediaKind::Video, running.pending_video.drain(..));
                 pushed = true;
             }
             if !running.pending_audio.is_empty() {
-                pipeline.push(MediaKind::Audio, running.pending_audio.drain(..));
+                pipeline.push_captured(MediaKind::Audio, running.pending_audio.drain(..));
                 pushed = true;
             }
         }
@@ -427,7 +456,7 @@ impl StreamTask {
         let mut recorded: Option<u64> = None;
         for running in self.outputs.values_mut() {
             count_jitterbuffer_drops(running, metrics);
-            let clock = running.pipeline.as_ref().and_then(|p| p.clock_status());
+            let clock = running.pipeline.as_ref().and_then(|p| clock_status(p, &self.video, &self.audio));
             if let Some(record) = running.record.as_mut() {
                 status.add_recorded_bytes(count_bytes_written(record, metrics));
                 recorded = Some(record.bytes_counted());
@@ -639,7 +668,7 @@ impl StreamTask {
         let metrics = self.settings.metrics.clone();
         count_jitterbuffer_drops(&mut running, &metrics);
         let failed = error.is_some();
-        let clock = running.pipeline.as_ref().and_then(|p| p.clock_status());
+        let clock = running.pipeline.as_ref().and_then(|p| clock_status(p, &self.video, &self.audio));
         let finalised = match running.pipeline.take() {
             Some(pipeline) if !failed => pipeline.finish(self.settings.finish_timeout).await,
             _ => false,
@@ -748,4 +777,20 @@ fn count_jitterbuffer_drops(running: &mut Running, metrics: &MediaMetrics) {
         running.jitter_counted.retain(|(k, _, _)| *k != kind);
         running.jitter_counted.push((kind, lost, late));
     }
+}
+
+/// An output's time zero on the wall clock, with what the stream's tracks
+/// heard of their senders' reports.
+fn clock_status(output: &Output, video: &Option<Track>, audio: &Option<Track>) -> Option<ClockStatus> {
+    let (t0_unix_ms, source) = output.t0_unix_ms()?;
+    let reports: Vec<_> = [video, audio].into_iter().flatten().map(|t| t.sender.reports()).collect();
+    Some(ClockStatus {
+        t0_unix_ms,
+        source,
+        sender_reports: reports.iter().map(|r| r.count).sum(),
+        last_report_unix_ms: reports
+            .iter()
+            .filter_map(|r| r.latest.map(|l| crate::media::clock_status::unix_ms(l.arrived)))
+            .reduce(f64::max),
+    })
 }
