@@ -11,6 +11,11 @@
 //! ≈ 5 s for its audio) a sender clock 100 ppm off moves the result by at
 //! most 0.5 ms. A report of another SSRC (the source changed) says nothing
 //! about this one: packets of a source without a report get `None`.
+//!
+//! A report whose NTP time is more than [`MAX_CLOCK_OFFSET`] away from its
+//! arrival on the gateway's clock (a zero NTP time, a hostile or broken
+//! sender) is not believed: the previous report (or none) stays in use, and
+//! [`SenderClock::ignored`] counts it.
 
 use std::time::SystemTime;
 
@@ -50,21 +55,37 @@ pub fn ntp_to_unix_ns(ntp: u64) -> i128 {
     secs * 1_000_000_000 + ((frac * 1_000_000_000) >> 32)
 }
 
+/// The most a sender's wall clock may be off the gateway's for its reports
+/// to be believed (clocks without NTP drift by minutes; a day is no clock).
+pub const MAX_CLOCK_OFFSET: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// A track's RTP timestamps on its sender's wall clock.
 #[derive(Debug)]
 pub struct SenderClock {
     clock_rate: i128,
     reports: SenderReports,
+    ignored: u32,
 }
 
 impl SenderClock {
     pub fn new(clock_rate: u32) -> SenderClock {
-        SenderClock { clock_rate: clock_rate.max(1) as i128, reports: SenderReports::default() }
+        SenderClock { clock_rate: clock_rate.max(1) as i128, reports: SenderReports::default(), ignored: 0 }
     }
 
-    /// Take the track's reports as they are now.
+    /// Take the track's reports as they are now (an implausible latest one is ignored).
     pub fn update(&mut self, reports: SenderReports) {
-        self.reports = reports;
+        let Some(latest) = reports.latest else { return };
+        let arrived = latest.arrived.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+        if (latest.unix_ns() - arrived).unsigned_abs() > MAX_CLOCK_OFFSET.as_nanos() {
+            self.ignored += 1;
+            return;
+        }
+        self.reports = SenderReports { latest: Some(latest), count: reports.count - self.ignored.min(reports.count) };
+    }
+
+    /// Reports not believed so far.
+    pub fn ignored(&self) -> u32 {
+        self.ignored
     }
 
     pub fn reports(&self) -> SenderReports {
@@ -92,10 +113,33 @@ mod tests {
     }
 
     fn report(ssrc: u32, ntp_time: u64, rtp_time: u32) -> SenderReports {
-        SenderReports {
-            latest: Some(SenderReport { ssrc, ntp_time, rtp_time, arrived: SystemTime::UNIX_EPOCH }),
-            count: 1,
+        // Arrived at the reported time: a sender whose clock agrees with ours.
+        let arrived = SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ntp_to_unix_ns(ntp_time).max(0) as u64);
+        SenderReports { latest: Some(SenderReport { ssrc, ntp_time, rtp_time, arrived }), count: 1 }
+    }
+
+    #[test]
+    fn reports_a_day_off_the_gateway_clock_are_not_believed() {
+        let mut clock = SenderClock::new(90_000);
+        clock.update(report(7, ntp(1_795_702_503, 0), 0));
+        let good = clock.wall_ns(7, 0);
+        // A zero NTP time, and one two days ahead, arriving now.
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_702_504);
+        for ntp_time in [0, ntp(1_795_702_504 + 2 * 86_400, 0)] {
+            clock.update(SenderReports {
+                latest: Some(SenderReport { ssrc: 7, ntp_time, rtp_time: 90_000, arrived: now }),
+                count: 2,
+            });
         }
+        assert_eq!(clock.wall_ns(7, 0), good, "the last believable report stays in use");
+        assert_eq!(clock.ignored(), 2);
+        // Ten minutes off is a badly set clock, not a broken sender: believed.
+        clock.update(SenderReports {
+            latest: Some(SenderReport { ssrc: 7, ntp_time: ntp(1_795_702_504 + 600, 0), rtp_time: 0, arrived: now }),
+            count: 4,
+        });
+        assert_eq!(clock.wall_ns(7, 0), Some((1_795_702_504 + 600) * 1_000_000_000));
+        assert_eq!(clock.reports().count, 2, "believed reports are counted");
     }
 
     #[test]

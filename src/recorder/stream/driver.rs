@@ -123,7 +123,11 @@ impl Track {
     fn captured_at(&mut self, packet: &RtpPacket) -> Option<i128> {
         // An atomic load per packet; the report is copied only when a new one came.
         if self.reports.has_changed().unwrap_or(false) {
+            let before = self.sender.ignored();
             self.sender.update(*self.reports.borrow_and_update());
+            if before == 0 && self.sender.ignored() > 0 {
+                tracing::warn!(codec = %self.codec.mime_type, "a sender report more than a day off this machine's clock was ignored (the file stays on the sender's earlier reports or on arrival times)");
+            }
         }
         self.sender.wall_ns(packet.header.ssrc, packet.header.timestamp)
     }
