@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::media::clock_status::ClockSource;
 use crate::media::kind::MediaKind;
 use crate::media::reorder::Reorder;
-use crate::media::sync_clock::{FileClock, InputClock};
+use crate::media::sync_clock::{FileClock, InputClock, backfill, origin_for};
 
 /// Payload types we give the packets we push (the caller rewrites them).
 pub const VIDEO_PT: u8 = 96;
@@ -103,6 +103,9 @@ struct Input {
     batch: Vec<gst::Buffer>,
     last_push: Option<Duration>,
     push_every: Duration,
+    /// Released packets held back at the start until the inputs' sender times are known.
+    held: Vec<Arrived>,
+    clock_rate: u32,
 }
 
 impl Input {
@@ -114,14 +117,28 @@ impl Input {
             batch: Vec::new(),
             last_push: None,
             push_every: PUSH_EVERY,
+            held: Vec::new(),
+            clock_rate,
         }
     }
 
-    /// Stamp released packets and add them to the batch.
-    fn stamp(&mut self, file: &mut FileClock, released: &mut Vec<Arrived>) {
+    /// Stamp released packets and add them to the batch (or hold them, while the output's start is held).
+    fn stamp(&mut self, file: &mut FileClock, released: &mut Vec<Arrived>, hold: &SyncHold) {
+        if matches!(hold, SyncHold::Waiting { .. }) {
+            self.held.append(released);
+            return;
+        }
+        self.stamp_packets(file, released, false);
+    }
+
+    /// `placed`: packets with a sender time are placed by it alone (the end of a held start).
+    fn stamp_packets(&mut self, file: &mut FileClock, released: &mut Vec<Arrived>, placed: bool) {
         for (arrival, packet, sender_ns) in released.drain(..) {
             let Some(timestamp) = rtp_timestamp(&packet) else { continue };
-            let pts = self.clock.pts(file, arrival, timestamp, sender_ns);
+            let pts = match sender_ns {
+                Some(sender) if placed => self.clock.pts_placed(file, arrival, timestamp, sender),
+                _ => self.clock.pts(file, arrival, timestamp, sender_ns),
+            };
             let pts = gst::ClockTime::from_nseconds(pts.as_nanos() as u64);
             let mut buffer = gst::Buffer::from_slice(packet);
             {
@@ -158,6 +175,18 @@ impl Input {
     }
 }
 
+/// Whether an output's first packets are held back until its inputs' sender times are known.
+#[derive(Debug)]
+enum SyncHold {
+    Off,
+    /// Holding for at most `hold` from the first packet (`until`, once it came).
+    Waiting { hold: Duration, until: Option<Duration> },
+    Done,
+}
+
+/// Packets one input holds at most while the start is held (then the hold ends).
+const MAX_SYNC_HELD: usize = 4096;
+
 /// A running pipeline. Dropping it stops it abruptly; call [`Output::finish`] to finalise.
 pub struct Output {
     pipeline: gst::Pipeline,
@@ -169,6 +198,7 @@ pub struct Output {
     released: Vec<Arrived>,
     /// Presentation time zero on the wall clock.
     clock: FileClock,
+    hold: SyncHold,
 }
 
 impl Output {
@@ -233,6 +263,7 @@ impl Output {
             eos: eos_rx,
             released: Vec::new(),
             clock: FileClock::default(),
+            hold: SyncHold::Off,
         })
     }
 
@@ -242,6 +273,15 @@ impl Output {
         for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
             input.reorder.set_window(window);
         }
+        self
+    }
+
+    /// Hold the first packets back for up to `hold` until every input has a
+    /// sender time, so the file is in sync from its first frame (see
+    /// [`crate::media::sync_clock`]); zero (the default) holds nothing. For
+    /// recordings: a live relay would start that much later.
+    pub fn with_sync_hold(mut self, hold: Duration) -> Output {
+        self.hold = if hold.is_zero() { SyncHold::Off } else { SyncHold::Waiting { hold, until: None } };
         self
     }
 
@@ -284,7 +324,7 @@ impl Output {
                 let Some(sequence_number) = rtp_sequence_number(&packet) else { continue };
                 input.reorder.push(now, sequence_number, (now, packet, sender_ns), &mut released);
             }
-            input.stamp(clock, &mut released);
+            input.stamp(clock, &mut released, &self.hold);
         }
         self.released = released;
         self.release(now);
@@ -302,10 +342,52 @@ impl Output {
         let mut released = std::mem::take(&mut self.released);
         for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
             input.reorder.release_due(now, &mut released);
-            input.stamp(&mut self.clock, &mut released);
-            input.push_batch(now, false);
+            input.stamp(&mut self.clock, &mut released, &self.hold);
         }
         self.released = released;
+        self.end_hold_if_due(now, false);
+        for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
+            input.push_batch(now, false);
+        }
+    }
+
+    /// End a held start once every input has a sender time, the hold is
+    /// over, an input holds too much, or `force`: the held packets before an
+    /// input's first report get sender times along their timestamps, the
+    /// origin puts the most delayed input at its arrival, and every packet
+    /// with a sender time is placed by it alone.
+    fn end_hold_if_due(&mut self, now: Duration, force: bool) {
+        let SyncHold::Waiting { hold, until } = &mut self.hold else { return };
+        let inputs = || [self.video.as_ref(), self.audio.as_ref()].into_iter().flatten();
+        if !force && inputs().all(|i| i.held.is_empty()) {
+            return;
+        }
+        let until = *until.get_or_insert(now + *hold);
+        let reported = inputs().all(|i| i.held.iter().any(|p| p.2.is_some()));
+        let full = inputs().any(|i| i.held.len() >= MAX_SYNC_HELD);
+        if !(force || reported || full || now >= until) {
+            return;
+        }
+        self.hold = SyncHold::Done;
+        let mut firsts = Vec::new();
+        for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
+            let mut times: Vec<(u32, Option<i128>)> =
+                input.held.iter().map(|(_, p, sender)| (rtp_timestamp(p).unwrap_or(0), *sender)).collect();
+            backfill(&mut times, input.clock_rate);
+            for (packet, (_, sender)) in input.held.iter_mut().zip(times) {
+                packet.2 = sender;
+            }
+            if let Some((arrival, _, Some(sender))) = input.held.first() {
+                firsts.push((*arrival, *sender));
+            }
+        }
+        if let Some(origin) = origin_for(&firsts) {
+            self.clock.set_sender_origin(origin);
+        }
+        for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
+            let mut held = std::mem::take(&mut input.held);
+            input.stamp_packets(&mut self.clock, &mut held, true);
+        }
     }
 
     /// The wall-clock time (Unix ms) of the output's presentation time zero
@@ -352,10 +434,13 @@ impl Output {
     pub async fn finish(mut self, timeout: Duration) -> bool {
         let now = self.running_time();
         let mut released = std::mem::take(&mut self.released);
+        for input in [self.video.as_mut(), self.audio.as_mut()].into_iter().flatten() {
+            input.reorder.flush(&mut released);
+            input.stamp(&mut self.clock, &mut released, &self.hold);
+        }
+        self.end_hold_if_due(now, true);
         for input in [self.video.take(), self.audio.take()].into_iter().flatten() {
             let mut input = input;
-            input.reorder.flush(&mut released);
-            input.stamp(&mut self.clock, &mut released);
             input.push_batch(now, true);
             let _ = input.src.end_of_stream();
         }

@@ -20,6 +20,18 @@
 //!
 //! A file whose senders never report stays on arrival times; its origin is
 //! then the gateway's clock at presentation time zero.
+//!
+//! **The start of a recording.** Working a skew off takes time (140 ms of a
+//! Chrome camera's extra encoder latency: 2.8 s), and the first seconds of a
+//! recording would be out of sync by it. So a recording holds its first
+//! packets back (up to [`crate::media::output::Output::with_sync_hold`]) until
+//! every input has a sender time: then [`backfill`] gives the held packets
+//! before an input's first report their sender times along their RTP
+//! timestamps, [`origin_for`] picks the origin that puts the most delayed
+//! input's first packet at its arrival (no time is negative), and
+//! [`InputClock::pts_placed`] places every packet by its sender time from the
+//! first frame on — no residual to work off. An input whose reports do not
+//! come within the hold starts on arrival times as above.
 
 use std::time::Duration;
 
@@ -39,6 +51,15 @@ pub struct FileClock {
 }
 
 impl FileClock {
+    /// Fix the sender time of presentation time zero (once; later calls change nothing).
+    pub fn set_sender_origin(&mut self, origin_ns: i128) {
+        self.sender_origin_ns.get_or_insert(origin_ns);
+    }
+
+    pub fn has_sender_origin(&self) -> bool {
+        self.sender_origin_ns.is_some()
+    }
+
     /// Whether [`FileClock::note_gateway_time`] is still wanted.
     pub fn needs_gateway_time(&self) -> bool {
         self.gateway_origin_ns.is_none()
@@ -86,6 +107,20 @@ impl InputClock {
         self.synced.is_some()
     }
 
+    /// The presentation time of a packet placed by its sender time alone
+    /// (the file's origin already fixed, see [`origin_for`]); an input not
+    /// yet on the sender clock starts on it here with nothing to work off.
+    /// Without an origin it is [`InputClock::pts`].
+    pub fn pts_placed(&mut self, file: &mut FileClock, arrival: Duration, timestamp: u32, sender_ns: i128) -> Duration {
+        let Some(origin) = file.sender_origin_ns else { return self.pts(file, arrival, timestamp, Some(sender_ns)) };
+        if self.synced.is_none() {
+            let target = sender_ns - origin;
+            self.synced =
+                Some(Synced { last_rtp: timestamp as i64, last_target_ns: target, residual_ns: 0, last_out_ns: 0 });
+        }
+        self.pts(file, arrival, timestamp, Some(sender_ns))
+    }
+
     /// The presentation time of a packet with (renumbered) RTP timestamp
     /// `timestamp` that arrived at running time `arrival`, captured at
     /// `sender_ns` on its sender's wall clock if a report says so.
@@ -131,6 +166,26 @@ impl InputClock {
         synced.last_out_ns = out;
         Duration::from_nanos(out as u64)
     }
+}
+
+/// Give the packets of one input before its first sender time theirs,
+/// along their RTP timestamps from that first one: `held` is `(RTP
+/// timestamp, sender time)` in sequence order. Nothing changes without any
+/// sender time.
+pub fn backfill(held: &mut [(u32, Option<i128>)], clock_rate: u32) {
+    let Some(first) = held.iter().position(|(_, sender)| sender.is_some()) else { return };
+    let (ts, sender) = (held[first].0, held[first].1.expect("found above"));
+    for packet in &mut held[..first] {
+        let ticks = ts.wrapping_sub(packet.0) as i32 as i128;
+        packet.1 = Some(sender - ticks * 1_000_000_000 / clock_rate.max(1) as i128);
+    }
+}
+
+/// The file's origin from each input's first packet, `(arrival running
+/// time, sender time)`: the most delayed input's first packet keeps its
+/// arrival time, the others are placed after theirs (so no time is negative).
+pub fn origin_for(firsts: &[(Duration, i128)]) -> Option<i128> {
+    firsts.iter().map(|(arrival, sender)| sender - arrival.as_nanos() as i128).min()
 }
 
 #[cfg(test)]
@@ -258,6 +313,42 @@ mod tests {
         assert_eq!(pts, ms(400));
         let pts = input.pts(&mut file, ms(540), 11 * 3600, None);
         assert_eq!(pts, ms(440));
+    }
+
+    #[test]
+    fn held_packets_before_the_first_report_get_sender_times_along_their_timestamps() {
+        let mut held = vec![(0u32, None), (960, None), (1920, Some(CAPTURE0 + 40 * MS)), (2880, Some(CAPTURE0 + 60 * MS))];
+        backfill(&mut held, 48_000);
+        assert_eq!(held.iter().map(|p| p.1.unwrap()).collect::<Vec<_>>(), vec![
+            CAPTURE0,
+            CAPTURE0 + 20 * MS,
+            CAPTURE0 + 40 * MS,
+            CAPTURE0 + 60 * MS
+        ]);
+        let mut none = vec![(0u32, None), (960, None)];
+        backfill(&mut none, 48_000);
+        assert!(none.iter().all(|p| p.1.is_none()));
+    }
+
+    /// Audio and video captured together, video arriving 140 ms later (a
+    /// camera's encoder): held until both report, placed in sync from the
+    /// first frame, the later input at its arrival.
+    #[test]
+    fn a_held_start_is_in_sync_from_the_first_frame() {
+        let mut file = FileClock::default();
+        let mut audio_in = InputClock::new(48_000);
+        let mut video_in = InputClock::new(90_000);
+        let origin = origin_for(&[(ms(20), CAPTURE0), (ms(160), CAPTURE0)]).unwrap();
+        file.set_sender_origin(origin);
+        for step in 0..100u64 {
+            let t = step * 20;
+            let captured = CAPTURE0 + t as i128 * MS;
+            let a = audio_in.pts_placed(&mut file, ms(20 + t), (step * 960) as u32, captured);
+            let v = video_in.pts_placed(&mut file, ms(160 + t), (step * 1800) as u32, captured);
+            assert_eq!(a, v, "step {step}: same capture, same time");
+            assert_eq!(v, ms(160 + t), "the most delayed input keeps its arrival times");
+        }
+        assert_eq!(file.t0_unix_ms().unwrap().1, ClockSource::SenderReports);
     }
 
     #[test]

@@ -41,6 +41,10 @@ const TICK: Duration = Duration::from_millis(100);
 const DRAIN_EVERY: Duration = crate::media::output::PUSH_EVERY;
 /// Most packets taken from one input per drain.
 const MAX_DRAIN: usize = 1024;
+/// How long a recording holds its first packets back for its senders'
+/// reports (webrtc-rs and Chrome report within about a second of the first
+/// packets): the file is then in lip sync from its first frame.
+const RECORD_SYNC_HOLD: Duration = Duration::from_secs(3);
 /// How often a recording's pipeline gets its packets (a relay's: `PUSH_EVERY`).
 const RECORD_PUSH_EVERY: Duration = Duration::from_millis(100);
 const HOUSEKEEPING: Duration = Duration::from_secs(2);
@@ -629,9 +633,14 @@ impl StreamTask {
             TemplateKind::Record => RECORD_PUSH_EVERY,
             TemplateKind::Relay => crate::media::output::PUSH_EVERY,
         };
+        // A file waits for its senders' reports to be in sync from its first frame; a live relay does not wait.
+        let sync_hold = match target.kind() {
+            TemplateKind::Record => RECORD_SYNC_HOLD,
+            TemplateKind::Relay => Duration::ZERO,
+        };
         let started =
             Output::start(&description, video_caps.as_ref(), audio_caps.as_ref(), output.0, self.events_tx.clone())
-                .map(|o| o.with_reorder_window(reorder_window).with_push_every(push_every));
+                .map(|o| o.with_reorder_window(reorder_window).with_push_every(push_every).with_sync_hold(sync_hold));
         match started {
             Ok(pipeline) => {
                 running.pipeline = Some(pipeline);
