@@ -9,6 +9,7 @@
 //! - [`reorder`]: sequence order of an input's RTP packets before a pipeline (sans-IO).
 //! - [`rtp_clock`]: presentation times from RTP timestamps (sans-IO).
 //! - [`rtp_rewrite`]: a received packet's bytes with its SSRC, payload type, sequence number and timestamp replaced.
+//! - [`sync_marks`]: the white frame and the beep of `publish --sync-marks`, as functions of the wall clock (sans-IO).
 //! - [`templates`]: the pipeline templates of `pipelines/` (loading, validation, choice).
 
 pub mod clock_status;
@@ -20,6 +21,7 @@ pub mod reorder;
 pub mod rtp_clock;
 pub mod rtp_rewrite;
 pub mod source;
+pub mod sync_marks;
 pub mod templates;
 
 /// Initialise GStreamer once per process; the error says what is missing.

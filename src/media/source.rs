@@ -12,6 +12,7 @@ use gstreamer_app as gst_app;
 use rtc::shared::marshal::Unmarshal;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::media::sync_marks;
 use crate::participant::events::{LocalStream, LocalTrack, MediaKind, RtpPacket};
 use crate::participant::streams::stream_placeholder;
 
@@ -44,6 +45,10 @@ pub enum Input {
     TestPattern,
     /// Any file GStreamer can decode (`uridecodebin`), re-encoded.
     File(std::path::PathBuf),
+    /// Black video with one white frame and silence with a 100 ms 1 kHz
+    /// beep at every even second of UTC ([`crate::media::sync_marks`]),
+    /// captured on the wall clock and sent at a fixed delay after capture.
+    SyncMarks,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +109,9 @@ impl MediaSource {
         let pipeline = gst::parse::launch(&description)?
             .downcast::<gst::Pipeline>()
             .map_err(|_| glib::bool_error!("source description is not a pipeline"))?;
+        if config.input == Input::SyncMarks {
+            clock_sync_marks(&pipeline)?;
+        }
         let mut tracks = Vec::new();
         if let Some(codec) = config.video {
             let (mime, fmtp) = match codec {
@@ -183,6 +191,13 @@ fn pipeline_description(c: &SourceConfig) -> String {
             ),
             "audiotestsrc is-live=true wave=sine freq=440 volume=0.2".to_string(),
         ),
+        Input::SyncMarks => (
+            format!(
+                "videotestsrc is-live=true pattern=black ! capsfilter name=size caps=video/x-raw,format=I420,width={w},height={h},framerate={fps}/1"
+            ),
+            "audiotestsrc is-live=true wave=silence samplesperbuffer=480 ! capsfilter name=marks_audio caps=audio/x-raw,format=S16LE,layout=interleaved,rate=48000,channels=2"
+                .to_string(),
+        ),
         Input::File(path) => {
             let uri = glib::filename_to_uri(path, None).map(|u| u.to_string()).unwrap_or_default();
             parts.push(format!("uridecodebin uri=\"{uri}\" name=dec"));
@@ -194,8 +209,10 @@ fn pipeline_description(c: &SourceConfig) -> String {
             )
         }
     };
-    // A file decodes as fast as the CPU allows: pace it to the clock. Live test sources pace themselves.
-    let sync = matches!(c.input, Input::File(_));
+    // A file decodes as fast as the CPU allows: pace it to the clock. Live
+    // test sources pace themselves; sync marks are sent at capture + the
+    // pipeline's latency, the same for audio and video (see `clock_sync_marks`).
+    let sync = matches!(c.input, Input::File(_) | Input::SyncMarks);
     if let Some(codec) = c.video {
         let kbps = c.video_kbps;
         let enc = match codec {
@@ -219,6 +236,76 @@ fn pipeline_description(c: &SourceConfig) -> String {
         ));
     }
     parts.join("  ")
+}
+
+/// Put the sync-mark pipeline on the wall clock and paint its marks.
+///
+/// The pipeline runs on the realtime system clock with a base time that is
+/// the next whole UTC second, so a buffer's `base time + PTS` is its capture
+/// instant in UTC and a frame (and a sample) starts exactly on every second
+/// ([`sync_marks`] says which frame flashes and which samples beep). Pad
+/// probes behind the test sources overwrite each buffer: white or black
+/// pictures, beep or silence. The appsinks then hand over each RTP packet at
+/// `base time + PTS + latency` (the pipeline's latency is the same for both
+/// sinks), so audio and video leave equally long after their capture —
+/// which is what webrtc-rs's sender reports assume (they pair a packet's RTP
+/// timestamp with the moment it is written), whatever opusenc's and
+/// vp8enc's own delays are.
+fn clock_sync_marks(pipeline: &gst::Pipeline) -> Result<(), SourceError> {
+    let clock = glib::Object::builder::<gst::SystemClock>().property("clock-type", gst::ClockType::Realtime).build();
+    let now = clock.time().nseconds();
+    let base = sync_marks::next_whole_second(now, 200_000_000);
+    pipeline.use_clock(Some(&clock));
+    pipeline.set_start_time(gst::ClockTime::NONE);
+    pipeline.set_base_time(gst::ClockTime::from_nseconds(base));
+    if let Some(pad) = pipeline.by_name("size").and_then(|e| e.static_pad("src")) {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let caps = pad.current_caps();
+            let Some(info_v) = caps.as_ref().and_then(|c| gstreamer_video::VideoInfo::from_caps(c).ok()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if let Some(buffer) = info.buffer_mut() {
+                let (Some(pts), duration) = (buffer.pts(), buffer.duration()) else { return gst::PadProbeReturn::Ok };
+                let duration = duration.map_or(1_000_000_000 / u64::from(info_v.fps().numer().max(1) as u32), |d| {
+                    d.nseconds()
+                });
+                let white = sync_marks::is_flash_frame(base + pts.nseconds(), duration);
+                paint(buffer.make_mut(), &info_v, white);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    if let Some(pad) = pipeline.by_name("marks_audio").and_then(|e| e.static_pad("src")) {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buffer) = info.buffer_mut()
+                && let Some(pts) = buffer.pts()
+            {
+                let buffer = buffer.make_mut();
+                if let Ok(mut map) = buffer.map_writable() {
+                    let bytes = map.as_mut_slice();
+                    let mut samples: Vec<i16> =
+                        bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+                    sync_marks::fill_beep_s16(base + pts.nseconds(), 48_000, 2, &mut samples);
+                    for (b, s) in bytes.chunks_exact_mut(2).zip(samples) {
+                        b.copy_from_slice(&s.to_le_bytes());
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    Ok(())
+}
+
+/// A whole I420 picture white (Y 235) or black (Y 16), neutral chroma.
+fn paint(buffer: &mut gst::BufferRef, info: &gstreamer_video::VideoInfo, white: bool) {
+    let Ok(mut frame) = gstreamer_video::VideoFrameRef::from_buffer_ref_writable(buffer, info) else { return };
+    let luma = if white { 235 } else { 16 };
+    for plane in 0..info.n_planes() {
+        if let Ok(data) = frame.plane_data_mut(plane) {
+            data.fill(if plane == 0 { luma } else { 128 });
+        }
+    }
 }
 
 fn attach(
