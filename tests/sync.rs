@@ -1,0 +1,231 @@
+//! Audio/video sync of recordings, measured by content: publishers send
+//! sync marks (a white frame and a 1 kHz beep at every even second of UTC,
+//! `publish --sync-marks`), the gateway records them, and the marks are
+//! found again in the decoded file (tests/common/marks.rs, itself checked
+//! here on a file with known offsets).
+//!
+//! Each test prints the offsets it measured (`cargo test --test sync -- --nocapture`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::marks::{Marks, find_marks, summary_ms};
+use common::media::*;
+use common::peers::*;
+use common::*;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use rtcio_gateway::media::source::{AudioCodec, Input, MediaSource, SourceConfig, VideoCodec};
+use rtcio_gateway::media::sync_marks;
+use rtcio_gateway::metrics::Metrics;
+use rtcio_gateway::participant::room::Participant;
+use serde_json::Value;
+
+/// Most a beep may be off its flash in a recording.
+const AV_TOLERANCE_S: f64 = 0.040;
+/// Most a flash may be off its even second on the wall clock (manifest `t0_unix_ms`).
+const WALL_TOLERANCE_MS: f64 = 80.0;
+const FINALISED: Duration = Duration::from_secs(15);
+
+fn marks_source(video: VideoCodec) -> MediaSource {
+    MediaSource::start(&SourceConfig {
+        input: Input::SyncMarks,
+        video: Some(video),
+        audio: Some(AudioCodec::Opus),
+        ..Default::default()
+    })
+    .expect("sync-mark source starts")
+}
+
+/// Write a 5 s VP8/Opus WebM whose flashes are at 1 s and 3 s and whose beeps
+/// start `beep_after` later, with the sync-mark painting of the crate.
+fn synthetic_file(path: &Path, beep_after: Duration) {
+    gst::init().unwrap();
+    let description = format!(
+        "videotestsrc pattern=black num-buffers=150 ! capsfilter name=v caps=video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+         ! vp8enc deadline=1 ! webmmux name=mux ! filesink location=\"{}\" \
+         audiotestsrc wave=silence num-buffers=500 samplesperbuffer=480 ! capsfilter name=a caps=audio/x-raw,format=S16LE,layout=interleaved,rate=48000,channels=2 \
+         ! opusenc ! mux.",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&description).unwrap().downcast::<gst::Pipeline>().unwrap();
+    // File time t is "UTC" t + 1 s for the pictures and t + 1 s - beep_after for the sound.
+    let second = 1_000_000_000u64;
+    let audio_shift = second - beep_after.as_nanos() as u64;
+    let pad = pipeline.by_name("v").unwrap().static_pad("src").unwrap();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let vinfo = gstreamer_video::VideoInfo::from_caps(&pad.current_caps().unwrap()).unwrap();
+        let buffer = info.buffer_mut().unwrap();
+        let white = sync_marks::is_flash_frame(buffer.pts().unwrap().nseconds() + second, 33_333_333);
+        let mut frame = gstreamer_video::VideoFrameRef::from_buffer_ref_writable(buffer.make_mut(), &vinfo).unwrap();
+        frame.plane_data_mut(0).unwrap().fill(if white { 235 } else { 16 });
+        gst::PadProbeReturn::Ok
+    });
+    let pad = pipeline.by_name("a").unwrap().static_pad("src").unwrap();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let buffer = info.buffer_mut().unwrap();
+        let start = buffer.pts().unwrap().nseconds() + audio_shift;
+        let buffer = buffer.make_mut();
+        let mut map = buffer.map_writable().unwrap();
+        let mut samples: Vec<i16> = map.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+        sync_marks::fill_beep_s16(start, 48_000, 2, &mut samples);
+        for (b, s) in map.chunks_exact_mut(2).zip(samples) {
+            b.copy_from_slice(&s.to_le_bytes());
+        }
+        gst::PadProbeReturn::Ok
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(msg.as_ref().map(|m| m.view()), Some(gst::MessageView::Eos(_))), "{msg:?}");
+}
+
+#[test]
+fn the_detector_finds_known_offsets_in_a_synthetic_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for after_ms in [30u64, 0] {
+        let file = dir.path().join(format!("marks-{after_ms}.webm"));
+        synthetic_file(&file, Duration::from_millis(after_ms));
+        let marks = find_marks(&file);
+        println!("synthetic, beep {after_ms} ms after the flash: {marks:?}");
+        assert_eq!(marks.flashes.len(), 2, "{marks:?}");
+        assert!((marks.flashes[0] - 1.0).abs() < 0.001 && (marks.flashes[1] - 3.0).abs() < 0.001, "{marks:?}");
+        let pairs = marks.pairs();
+        assert_eq!(pairs.len(), 2, "{marks:?}");
+        for (flash, offset) in pairs {
+            assert!(
+                (offset - after_ms as f64 / 1000.0).abs() <= 0.002,
+                "the beep after the flash at {flash:.3} s is {:.1} ms off, expected {after_ms} ± 2 ms: {marks:?}",
+                offset * 1000.0
+            );
+        }
+        std::fs::remove_file(&file).unwrap();
+    }
+}
+
+/// A gateway recording room `room`; `video` publishers send sync marks, the
+/// first at once and each later one `stagger` of recorded media after the
+/// one before; every file is recorded until it holds `secs` s of media.
+/// Returns each finished file with its manifest, in publishing order (and
+/// the directory holding them, removed when dropped).
+async fn record_marks(
+    room: &str,
+    video: VideoCodec,
+    publishers: usize,
+    stagger: f64,
+    secs: f64,
+) -> (tempfile::TempDir, Vec<(PathBuf, Value)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = recording_gateway(dir.path(), |_| {}).await;
+    let metrics = Metrics::new();
+    let room_dir = dir.path().join(room);
+    let mut peers: Vec<(Participant, MediaSource)> = Vec::new();
+    for i in 0..publishers {
+        if i > 0 {
+            // The later publisher joins once the earlier one has been recorded for `stagger`.
+            recordings_hold(&room_dir, i, stagger).await;
+        }
+        let mut p = publisher(&url(&gw), room, &format!("marks-{i}"), &metrics);
+        recorder_connected(&mut p).await;
+        let source = marks_source(video);
+        p.publish(source.stream(&format!("marks-{i}"), "camera", None)).unwrap();
+        peers.push((p, source));
+    }
+    recordings_hold(&room_dir, publishers, secs).await;
+    for (i, (p, _)) in peers.iter_mut().enumerate() {
+        p.unpublish(&format!("marks-{i}")).unwrap();
+    }
+    let done = finished_manifests(&room_dir, publishers, FINALISED).await;
+    for (p, source) in peers {
+        p.shutdown().await;
+        drop(source);
+    }
+    gw.shutdown().await.unwrap();
+    let files = (0..publishers)
+        .map(|i| {
+            let (path, manifest) = done
+                .iter()
+                .find(|(_, m)| m["peer"]["name"] == format!("marks-{i}"))
+                .unwrap_or_else(|| panic!("no recording of marks-{i}: {done:#?}"));
+            (file_of(path, manifest), manifest.clone())
+        })
+        .collect();
+    (dir, files)
+}
+
+/// Every flash has its beep within [`AV_TOLERANCE_S`], and at least 3 marks were found.
+fn assert_lip_sync(what: &str, marks: &Marks) {
+    let pairs = marks.pairs();
+    let offsets: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    println!("{what}: beep - flash per mark {:?} ms; {}", ms(&offsets), summary_ms(&offsets));
+    assert!(pairs.len() >= 3, "{what}: only {} marks with both a flash and a beep: {marks:?}", pairs.len());
+    assert!(
+        pairs.len() + 1 >= marks.flashes.len().max(marks.beeps.len()),
+        "{what}: flashes and beeps do not pair up: {marks:?}"
+    );
+    for (flash, offset) in &pairs {
+        assert!(
+            offset.abs() <= AV_TOLERANCE_S,
+            "{what}: the beep of the flash at {flash:.3} s is {:.1} ms off (tolerance {:.0} ms): {marks:?}",
+            offset * 1000.0,
+            AV_TOLERANCE_S * 1000.0
+        );
+    }
+}
+
+fn ms(values: &[f64]) -> Vec<String> {
+    values.iter().map(|v| format!("{:.1}", v * 1000.0)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vp8_webm_recording_keeps_sync_marks_in_lip_sync() {
+    let (_dir, files) = record_marks("sync-vp8", VideoCodec::Vp8, 1, 0.0, 8.0).await;
+    let (file, manifest) = &files[0];
+    assert_eq!(manifest["template"], "record-webm");
+    let marks = find_marks(file);
+    assert_lip_sync("VP8/WebM", &marks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h264_matroska_recording_keeps_sync_marks_in_lip_sync() {
+    let (_dir, files) = record_marks("sync-h264", VideoCodec::H264, 1, 0.0, 8.0).await;
+    let (file, manifest) = &files[0];
+    assert_eq!(manifest["template"], "record-mkv");
+    let marks = find_marks(file);
+    assert_lip_sync("H.264/Matroska", &marks);
+}
+
+/// Two publishers joining about 3 s apart: every flash, placed on the wall
+/// clock by its manifest's `t0_unix_ms`, lands on an even second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flashes_of_two_staggered_publishers_land_on_even_seconds_of_the_wall_clock() {
+    let (_dir, files) = record_marks("sync-wall", VideoCodec::Vp8, 2, 3.0, 6.0).await;
+    let mut failures = Vec::new();
+    for (i, (file, manifest)) in files.iter().enumerate() {
+        let t0 = manifest["t0_unix_ms"].as_f64().unwrap_or_else(|| panic!("no t0_unix_ms: {manifest}"));
+        let marks = find_marks(file);
+        assert!(marks.flashes.len() >= 3, "publisher {i}: only {} flashes: {marks:?}", marks.flashes.len());
+        // Signed distance of each flash from the nearest even second, in ms.
+        let errors: Vec<f64> = marks
+            .flashes
+            .iter()
+            .map(|f| {
+                let wall = t0 + f * 1000.0;
+                wall - (wall / 2000.0).round() * 2000.0
+            })
+            .collect();
+        println!(
+            "publisher {i}: clock {}; flash - even second per mark {:?} ms; {}",
+            manifest["clock"],
+            errors.iter().map(|e| format!("{e:.1}")).collect::<Vec<_>>(),
+            summary_ms(&errors.iter().map(|e| e / 1000.0).collect::<Vec<_>>())
+        );
+        failures.extend(errors.iter().filter(|e| e.abs() > WALL_TOLERANCE_MS).map(|e| format!("publisher {i}: {e:.1} ms")));
+    }
+    assert!(failures.is_empty(), "flashes off their even second by more than {WALL_TOLERANCE_MS} ms: {failures:?}");
+}
