@@ -54,11 +54,13 @@ fn synthetic_file(path: &Path, beep_after: Duration) {
     // File time t is "UTC" t + 1 s for the pictures and t + 1 s - beep_after for the sound.
     let second = 1_000_000_000u64;
     let audio_shift = second - beep_after.as_nanos() as u64;
+    // Frames of 30 fps from "UTC" 1 s: frames 30 and 90 flash.
+    let grid = sync_marks::FrameGrid::new(second, 30, 1);
     let pad = pipeline.by_name("v").unwrap().static_pad("src").unwrap();
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         let vinfo = gstreamer_video::VideoInfo::from_caps(&pad.current_caps().unwrap()).unwrap();
         let buffer = info.buffer_mut().unwrap();
-        let white = sync_marks::is_flash_frame(buffer.pts().unwrap().nseconds() + second, 33_333_333);
+        let white = grid.is_flash_frame(buffer.pts().unwrap().nseconds() + second);
         let mut frame = gstreamer_video::VideoFrameRef::from_buffer_ref_writable(buffer.make_mut(), &vinfo).unwrap();
         frame.plane_data_mut(0).unwrap().fill(if white { 235 } else { 16 });
         gst::PadProbeReturn::Ok
@@ -70,7 +72,7 @@ fn synthetic_file(path: &Path, beep_after: Duration) {
         let buffer = buffer.make_mut();
         let mut map = buffer.map_writable().unwrap();
         let mut samples: Vec<i16> = map.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
-        sync_marks::fill_beep_s16(start, 48_000, 2, &mut samples);
+        sync_marks::fill_beep_s16(start, 48_000, 2, Some(&grid), &mut samples);
         for (b, s) in map.chunks_exact_mut(2).zip(samples) {
             b.copy_from_slice(&s.to_le_bytes());
         }

@@ -5,6 +5,7 @@
 //! requests from any receiver force a keyframe at the video encoder.
 
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -240,43 +241,46 @@ fn pipeline_description(c: &SourceConfig) -> String {
 
 /// Put the sync-mark pipeline on the wall clock and paint its marks.
 ///
-/// The pipeline runs on the realtime system clock with a base time that is
-/// the next whole UTC second, so a buffer's `base time + PTS` is its capture
-/// instant in UTC and a frame (and a sample) starts exactly on every second
-/// ([`sync_marks`] says which frame flashes and which samples beep). Pad
-/// probes behind the test sources overwrite each buffer: white or black
-/// pictures, beep or silence. The appsinks then hand over each RTP packet at
-/// `base time + PTS + latency` (the pipeline's latency is the same for both
-/// sinks), so audio and video leave equally long after their capture —
-/// which is what webrtc-rs's sender reports assume (they pair a packet's RTP
-/// timestamp with the moment it is written), whatever opusenc's and
-/// vp8enc's own delays are.
+/// The pipeline runs on the realtime system clock, so a buffer's
+/// `base time + PTS` (its running time, the sources' segments start at 0)
+/// is its capture instant in UTC. Pad probes behind the test sources
+/// overwrite each buffer: white or black pictures, beep or silence; the
+/// first picture fixes the frame grid ([`sync_marks::FrameGrid`]) that says
+/// which frame flashes and when each beep starts. The appsinks then hand
+/// over each RTP packet at `base time + PTS + latency` (the pipeline's
+/// latency is the same for both sinks), so audio and video leave equally
+/// long after their capture — which is what webrtc-rs's sender reports
+/// assume (they pair a packet's RTP timestamp with the moment it is
+/// written), whatever opusenc's and vp8enc's own delays are.
 fn clock_sync_marks(pipeline: &gst::Pipeline) -> Result<(), SourceError> {
     let clock = glib::Object::builder::<gst::SystemClock>().property("clock-type", gst::ClockType::Realtime).build();
-    let now = clock.time().nseconds();
-    let base = sync_marks::next_whole_second(now, 200_000_000);
     pipeline.use_clock(Some(&clock));
-    pipeline.set_start_time(gst::ClockTime::NONE);
-    pipeline.set_base_time(gst::ClockTime::from_nseconds(base));
+    let grid: Arc<OnceLock<sync_marks::FrameGrid>> = Arc::default();
+    let base_time = |pad: &gst::Pad| pad.parent_element().and_then(|e| e.base_time()).map_or(0, |t| t.nseconds());
     if let Some(pad) = pipeline.by_name("size").and_then(|e| e.static_pad("src")) {
+        let grid = grid.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
             let caps = pad.current_caps();
-            let Some(info_v) = caps.as_ref().and_then(|c| gstreamer_video::VideoInfo::from_caps(c).ok()) else {
+            let Some(video) = caps.as_ref().and_then(|c| gstreamer_video::VideoInfo::from_caps(c).ok()) else {
                 return gst::PadProbeReturn::Ok;
             };
-            if let Some(buffer) = info.buffer_mut() {
-                let (Some(pts), duration) = (buffer.pts(), buffer.duration()) else { return gst::PadProbeReturn::Ok };
-                let duration = duration.map_or(1_000_000_000 / u64::from(info_v.fps().numer().max(1) as u32), |d| {
-                    d.nseconds()
+            let base = base_time(pad);
+            if let Some(buffer) = info.buffer_mut()
+                && let Some(pts) = buffer.pts()
+            {
+                let start = base + pts.nseconds();
+                let fps = video.fps();
+                let grid = grid.get_or_init(|| {
+                    sync_marks::FrameGrid::new(start, fps.numer().max(1) as u32, fps.denom().max(1) as u32)
                 });
-                let white = sync_marks::is_flash_frame(base + pts.nseconds(), duration);
-                paint(buffer.make_mut(), &info_v, white);
+                paint(buffer.make_mut(), &video, grid.is_flash_frame(start));
             }
             gst::PadProbeReturn::Ok
         });
     }
     if let Some(pad) = pipeline.by_name("marks_audio").and_then(|e| e.static_pad("src")) {
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let base = base_time(pad);
             if let Some(buffer) = info.buffer_mut()
                 && let Some(pts) = buffer.pts()
             {
@@ -285,7 +289,7 @@ fn clock_sync_marks(pipeline: &gst::Pipeline) -> Result<(), SourceError> {
                     let bytes = map.as_mut_slice();
                     let mut samples: Vec<i16> =
                         bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
-                    sync_marks::fill_beep_s16(base + pts.nseconds(), 48_000, 2, &mut samples);
+                    sync_marks::fill_beep_s16(base + pts.nseconds(), 48_000, 2, grid.get(), &mut samples);
                     for (b, s) in bytes.chunks_exact_mut(2).zip(samples) {
                         b.copy_from_slice(&s.to_le_bytes());
                     }

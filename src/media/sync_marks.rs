@@ -1,23 +1,23 @@
 //! Sync marks: what `publish --sync-marks` paints and plays, as pure
 //! functions of the wall clock (sans-IO; [`super::source`] applies them to
-//! the buffers of its pipeline).
+//! the buffers of its pipeline, whose `base time + PTS` is UTC).
 //!
-//! At every even second `S` of UTC the picture is white for exactly one
-//! frame and a 100 ms 1 kHz beep starts; otherwise the picture is black and
-//! the sound silent. Two publishers on synchronised clocks so mark the same
-//! instants, and a recording can be checked for lip sync (flash vs beep in
-//! one file) and for its wall-clock mapping (flash vs even second).
+//! At every even second `S` of UTC one frame is white and a 100 ms 1 kHz
+//! beep starts; otherwise the picture is black and the sound silent. Two
+//! publishers with synchronised clocks mark the same instants, and a
+//! recording can be checked for lip sync (flash against beep in one file)
+//! and for its wall-clock mapping (flash against the even second).
 //!
-//! Which frame flashes: the one whose span `[start, start + duration)`
-//! contains `S` ([`is_flash_frame`]). Which samples beep: those whose
-//! nearest sample index on the UTC time line falls in `[S, S + 100 ms)`
-//! ([`fill_beep_s16`]), so the beep's first sample is `S` to half a sample.
-//! The flash frame's start is therefore up to one frame period (33 ms at
-//! 30 fps) before the beep's first sample in general; [`super::source`]
-//! removes that error by aligning the frame grid to the second (the
-//! pipeline's base time is a whole UTC second and frame rates are whole
-//! numbers, so one frame starts exactly at every second): the flash frame's
-//! start and the beep's first sample are then the same instant.
+//! Which frame flashes: the one whose start is nearest to `S` on the
+//! source's frame grid ([`FrameGrid`]: its first frame's capture time and
+//! the frame rate; a live `videotestsrc` starts its grid at whatever
+//! running time it starts at, so the grid is not aligned to the second).
+//! That frame's start is the *mark instant* `M`, within half a frame period
+//! of `S` (±16.7 ms at 30 fps). The beep starts at `M`, not at `S`: its
+//! first sample is the first sample at or after `M` (at most one sample,
+//! 20.8 µs at 48 kHz, late), so the flash and the beep of one mark are the
+//! same instant to the sample, and marks of two publishers are within one
+//! frame period of each other.
 
 /// Marks repeat every two seconds of UTC.
 pub const PERIOD_NS: u64 = 2_000_000_000;
@@ -28,55 +28,89 @@ pub const BEEP_HZ: f64 = 1000.0;
 /// Peak of the beep, as a fraction of full scale.
 pub const BEEP_LEVEL: f64 = 0.5;
 
-/// Whether the frame captured over `[start_unix_ns, start_unix_ns +
-/// duration_ns)` is the white one: its span contains an even second.
-pub fn is_flash_frame(start_unix_ns: u64, duration_ns: u64) -> bool {
-    let phase = start_unix_ns % PERIOD_NS;
-    phase == 0 || PERIOD_NS - phase < duration_ns
+const SECOND: u128 = 1_000_000_000;
+
+/// The frames of a constant-rate source: frame `n` starts at
+/// `origin + n / fps` (rounded down to the nanosecond, as GStreamer's test
+/// sources stamp them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameGrid {
+    /// Capture time (UTC ns) of frame 0.
+    pub origin_ns: u64,
+    pub fps_n: u32,
+    pub fps_d: u32,
 }
 
-/// Where sample `index` of the UTC time line sampled at `rate` Hz (sample 0
-/// is the Unix epoch) lies in the beep: `Some(samples since the beep's
-/// first)` during the 100 ms after an even second, else `None`.
-pub fn beep_phase(index: u64, rate: u32) -> Option<u64> {
-    let rate = u64::from(rate.max(1));
-    let phase = index % (PERIOD_NS / 1_000_000_000 * rate);
-    (phase < BEEP_NS * rate / 1_000_000_000).then_some(phase)
+impl FrameGrid {
+    pub fn new(origin_ns: u64, fps_n: u32, fps_d: u32) -> FrameGrid {
+        FrameGrid { origin_ns, fps_n: fps_n.max(1), fps_d: fps_d.max(1) }
+    }
+
+    /// Start (UTC ns) of frame `n`.
+    pub fn frame_start(&self, n: u64) -> u64 {
+        self.origin_ns + (u128::from(n) * SECOND * u128::from(self.fps_d) / u128::from(self.fps_n)) as u64
+    }
+
+    /// The frame whose start is nearest to `t` (the earlier one on a tie), if the grid has begun by then.
+    pub fn nearest_frame(&self, t: u64) -> Option<u64> {
+        let since = u128::from(t.checked_sub(self.origin_ns)?);
+        let n = (since * u128::from(self.fps_n) / (SECOND * u128::from(self.fps_d))) as u64;
+        let (here, next) = (self.frame_start(n), self.frame_start(n + 1));
+        Some(if next - t < t - here { n + 1 } else { n })
+    }
+
+    /// The mark instant of the even second nearest to `t`: the start of the
+    /// frame nearest to that second. `None` before the grid began.
+    pub fn mark_instant(&self, t: u64) -> Option<u64> {
+        let second = nearest_even_second(t);
+        self.nearest_frame(second).map(|n| self.frame_start(n))
+    }
+
+    /// Whether the frame starting at `start` (a frame of this grid) is the white one.
+    pub fn is_flash_frame(&self, start: u64) -> bool {
+        self.mark_instant(start) == Some(start)
+    }
 }
 
-/// The beep's value (−1..1) at sample `index` of the UTC time line: 0 outside the beep.
-pub fn beep_value(index: u64, rate: u32) -> f64 {
-    beep_phase(index, rate).map_or(0.0, |phase| {
-        (2.0 * std::f64::consts::PI * BEEP_HZ * phase as f64 / f64::from(rate.max(1))).sin() * BEEP_LEVEL
-    })
+/// The even second (UTC ns) nearest to `t`.
+pub fn nearest_even_second(t: u64) -> u64 {
+    (t + PERIOD_NS / 2) / PERIOD_NS * PERIOD_NS
 }
 
-/// The UTC sample index nearest to `unix_ns` at `rate` Hz.
-pub fn sample_index(unix_ns: u64, rate: u32) -> u64 {
-    ((u128::from(unix_ns) * u128::from(rate) + 500_000_000) / 1_000_000_000) as u64
+/// The beep's value (−1..1) `since` ns after its start: 0 outside the beep.
+pub fn beep_value(since_ns: u64) -> f64 {
+    if since_ns >= BEEP_NS {
+        return 0.0;
+    }
+    (2.0 * std::f64::consts::PI * BEEP_HZ * since_ns as f64 / 1e9).sin() * BEEP_LEVEL
 }
 
-/// Overwrite interleaved signed 16-bit audio whose first sample was captured
-/// at `start_unix_ns`: the beep where it is due, silence elsewhere. Every
+/// Overwrite interleaved signed 16-bit audio at `rate` Hz whose first sample
+/// was captured at `start_unix_ns`: the beep where a mark of `grid` is due,
+/// silence elsewhere (and everywhere while there is no grid yet). Every
 /// channel gets the same value. Returns how many sample frames beep.
-pub fn fill_beep_s16(start_unix_ns: u64, rate: u32, channels: usize, samples: &mut [i16]) -> usize {
-    let channels = channels.max(1);
-    let first = sample_index(start_unix_ns, rate);
+pub fn fill_beep_s16(
+    start_unix_ns: u64,
+    rate: u32,
+    channels: usize,
+    grid: Option<&FrameGrid>,
+    samples: &mut [i16],
+) -> usize {
+    let (channels, rate) = (channels.max(1), u128::from(rate.max(1)));
     let mut beeping = 0;
     for (i, frame) in samples.chunks_mut(channels).enumerate() {
-        let index = first + i as u64;
-        if beep_phase(index, rate).is_some() {
-            beeping += 1;
-        }
-        frame.fill((beep_value(index, rate) * f64::from(i16::MAX)).round() as i16);
+        let t = start_unix_ns + (i as u128 * SECOND / rate) as u64;
+        let since = grid.and_then(|g| g.mark_instant(t)).and_then(|m| t.checked_sub(m)).filter(|&s| s < BEEP_NS);
+        let value = match since {
+            Some(since) => {
+                beeping += 1;
+                beep_value(since)
+            }
+            None => 0.0,
+        };
+        frame.fill((value * f64::from(i16::MAX)).round() as i16);
     }
     beeping
-}
-
-/// The first whole UTC second at least `lead_ns` after `now_unix_ns` (a
-/// base time that puts a frame and a sample exactly on every second).
-pub fn next_whole_second(now_unix_ns: u64, lead_ns: u64) -> u64 {
-    (now_unix_ns + lead_ns).div_ceil(1_000_000_000) * 1_000_000_000
 }
 
 #[cfg(test)]
@@ -87,57 +121,57 @@ mod tests {
     const FRAME: u64 = 33_333_333;
 
     #[test]
-    fn exactly_one_frame_of_each_period_flashes() {
-        // Frame grids of every phase: one flash per two seconds, and it contains S.
-        for offset in [0, 1, FRAME / 2, FRAME - 1] {
-            let starts: Vec<u64> = (0..120).map(|n| S - FRAME * 3 + offset + n * FRAME).collect();
-            let flashes: Vec<u64> = starts.iter().copied().filter(|&t| is_flash_frame(t, FRAME)).collect();
-            assert_eq!(flashes.len(), 2, "offset {offset}: {flashes:?}");
-            assert!(flashes[0] <= S && S < flashes[0] + FRAME, "offset {offset}: {flashes:?}");
+    fn one_frame_per_period_flashes_the_one_nearest_the_even_second() {
+        for offset in [0, 1, FRAME / 2, FRAME / 2 + 1, FRAME - 1, 360_393_837] {
+            let grid = FrameGrid::new(S - 3_000_000_000 + offset, 30, 1);
+            let starts: Vec<u64> = (0..240).map(|n| grid.frame_start(n)).collect();
+            let flashes: Vec<u64> = starts.iter().copied().filter(|&t| grid.is_flash_frame(t)).collect();
+            assert_eq!(flashes.len(), 4, "offset {offset}: {flashes:?}");
+            let m = flashes.iter().copied().find(|&f| f.abs_diff(S) < FRAME).unwrap();
+            assert!(m.abs_diff(S) <= FRAME / 2 + 1, "offset {offset}: mark {m} is {} ns off S", m.abs_diff(S));
+            assert_eq!(grid.mark_instant(S + 50_000_000), Some(m));
+            assert!(flashes.iter().all(|&f| nearest_even_second(f) % PERIOD_NS == 0));
         }
-        // A grid on the second: the flash frame starts at S, also if its time was rounded down by 1 ns.
-        assert!(is_flash_frame(S, FRAME) && !is_flash_frame(S - FRAME, FRAME) && !is_flash_frame(S + FRAME, FRAME));
-        assert!(is_flash_frame(S - 1, FRAME) && !is_flash_frame(S - 1 + FRAME, FRAME));
-        // Odd seconds do not flash.
-        assert!(!is_flash_frame(S + 1_000_000_000, FRAME));
+        // Before the grid began there is no mark.
+        assert_eq!(FrameGrid::new(S + 1_000_000_000, 30, 1).mark_instant(S), None);
+        // The grid stamps frames as videotestsrc does: n * 1 s / 30 rounded down.
+        let grid = FrameGrid::new(0, 30, 1);
+        assert_eq!((grid.frame_start(1), grid.frame_start(3)), (33_333_333, 100_000_000));
+    }
+
+    fn beep_around(grid: &FrameGrid, from: u64) -> Vec<i16> {
+        // 10 ms buffers, the way audiotestsrc stamps them.
+        let mut audio = Vec::new();
+        for b in 0..30u64 {
+            let mut buf = vec![0i16; 480 * 2];
+            fill_beep_s16(from + b * 10_000_000, 48_000, 2, Some(grid), &mut buf);
+            audio.extend(buf.chunks(2).map(|f| f[0]));
+        }
+        audio
     }
 
     #[test]
-    fn the_beep_starts_on_the_even_second_to_the_sample_and_lasts_100_ms() {
-        let rate = 48_000;
-        // 10 ms buffers from 50 ms before S to 200 ms after, the way audiotestsrc stamps them.
-        let mut audio = Vec::new();
-        for b in 0..25u64 {
-            let start = S - 50_000_000 + b * 10_000_000;
-            let mut buf = vec![0i16; 480 * 2];
-            fill_beep_s16(start, rate, 2, &mut buf);
-            audio.extend(buf.chunks(2).map(|f| f[0]));
-        }
+    fn the_beep_starts_with_the_flash_frame_to_the_sample_and_lasts_100_ms() {
+        let grid = FrameGrid::new(S - 2_987_654_321, 30, 1);
+        let m = grid.mark_instant(S).unwrap();
+        let from = S - 50_000_000;
+        let audio = beep_around(&grid, from);
         let first = audio.iter().position(|&s| s != 0).unwrap();
         let last = audio.iter().rposition(|&s| s != 0).unwrap();
-        // Sample 0 of the beep is sin(0) = 0: the first non-zero one is the sample after S.
-        assert_eq!(first, 50 * 48 + 1, "first beeping sample");
-        assert!((last as i64 - (150 * 48 - 1) as i64).abs() <= 1, "last beeping sample {last}");
+        // Sample k is at from + k / 48 kHz; the first at or after M beeps (M is
+        // 12.3 ms after S here, between two samples, so that sample is not sin(0) = 0).
+        let k0 = ((m - from) as u128 * 48_000).div_ceil(1_000_000_000) as usize;
+        assert_eq!(first, k0, "first beeping sample (M = S {:+} ns)", m as i128 - S as i128);
+        assert!(last.abs_diff(k0 + 4800 - 1) <= 1, "last beeping sample {last}, beep from {k0}");
         let peak = audio.iter().map(|s| s.unsigned_abs()).max().unwrap();
         assert!((f64::from(peak) / f64::from(i16::MAX) - BEEP_LEVEL).abs() < 0.01, "peak {peak}");
         // 1 kHz: 100 positive-going zero crossings in the 100 ms.
-        let crossings = audio.windows(2).filter(|w| w[0] <= 0 && w[1] > 0).count();
-        assert_eq!(crossings, 100);
-        // A timestamp one nanosecond early (rounded) still starts the beep at the same sample.
-        let mut a = vec![0i16; 96];
-        let mut b = vec![0i16; 96];
-        fill_beep_s16(S - 1, rate, 2, &mut a);
-        fill_beep_s16(S, rate, 2, &mut b);
-        assert_eq!(a, b);
-    }
-
-    #[test]
-    fn odd_seconds_are_silent_and_the_base_time_is_a_whole_second() {
-        let mut buf = vec![0i16; 4800 * 2];
-        assert_eq!(fill_beep_s16(S + 1_000_000_000, 48_000, 2, &mut buf), 0);
+        assert_eq!(audio.windows(2).filter(|w| w[0] <= 0 && w[1] > 0).count(), 100);
+        // Silence without a grid, and at odd seconds.
+        let mut buf = vec![1i16; 4800 * 2];
+        assert_eq!(fill_beep_s16(S, 48_000, 2, None, &mut buf), 0);
         assert!(buf.iter().all(|&s| s == 0));
-        assert_eq!(next_whole_second(S + 1, 200_000_000), S + 1_000_000_000);
-        assert_eq!(next_whole_second(S - 300_000_000, 200_000_000), S);
-        assert_eq!(next_whole_second(S - 100_000_000, 200_000_000), S + 1_000_000_000);
+        assert_eq!(fill_beep_s16(S + 1_000_000_000, 48_000, 2, Some(&grid), &mut buf), 0);
+        assert_eq!(fill_beep_s16(m, 48_000, 2, Some(&grid), &mut buf), 4800);
     }
 }
