@@ -3,6 +3,26 @@
 //! track. Every packet goes to a broadcast channel that each peer session
 //! reads (rewriting SSRC and payload type for its own connection); keyframe
 //! requests from any receiver force a keyframe at the video encoder.
+//!
+//! Capture times and sender reports (what `--sync-marks` relies on).
+//! webrtc-rs 0.21's sender-report interceptor (rtc-interceptor
+//! `report/sender_stream.rs`) remembers, for the first packet of each frame
+//! (a new RTP timestamp), that timestamp and the instant the packet was
+//! written to the track; a report then pairs NTP *now* with that timestamp
+//! plus the elapsed time at the clock rate. A report so says a frame's RTP
+//! time is the moment its first packet was *sent*, not captured. Our
+//! payloaders stamp RTP time = their random `timestamp-offset` + running
+//! time (the buffer's PTS) × clock rate, and the participant rewrites only
+//! SSRC and payload type (`participant::tracks`), so a receiver placing
+//! media by the reports puts each stream at capture + its own capture-to-send
+//! delay. Measured here (sync marks, 8 s, capture to appsink): Opus 17.0 ms
+//! median (max 29.5: a 20 ms frame of 10 ms buffers), VP8 1.9 ms median (max
+//! 14.3) — audio would be placed ≈ 15 ms late against video. The sync-mark
+//! input therefore hands both over at capture + [`SYNC_MARKS_SEND_DELAY`]
+//! (appsinks with `sync=true`, a fixed pipeline latency): both left 40.2 ms
+//! after capture (median; p99 41.3 / 41.0 ms), and its marks decoded from
+//! packets stamped at sending are 0.7–1.5 ms apart (`tests/sync.rs`). The
+//! other inputs send as soon as encoded (their A/V is not measured).
 
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -239,6 +259,15 @@ fn pipeline_description(c: &SourceConfig) -> String {
     parts.join("  ")
 }
 
+/// How long after capture a sync-mark packet is handed to the peer
+/// connections, audio and video alike (the pipeline's latency, fixed: left
+/// to itself GStreamer chose 53 ms). Measured on this machine without the
+/// wait (capture to appsink, 8 s, `DBG`-instrumented run of `tests/sync.rs`):
+/// Opus 17.0 ms median, 29.5 ms max (a 20 ms frame of 10 ms buffers);
+/// VP8 1.9 ms median, 14.3 ms max. With it both left at 40.2 ms median
+/// (p99 41.3 ms audio, 41.0 ms video).
+pub const SYNC_MARKS_SEND_DELAY: gst::ClockTime = gst::ClockTime::from_mseconds(40);
+
 /// Put the sync-mark pipeline on the wall clock and paint its marks.
 ///
 /// The pipeline runs on the realtime system clock, so a buffer's
@@ -247,14 +276,15 @@ fn pipeline_description(c: &SourceConfig) -> String {
 /// overwrite each buffer: white or black pictures, beep or silence; the
 /// first picture fixes the frame grid ([`sync_marks::FrameGrid`]) that says
 /// which frame flashes and when each beep starts. The appsinks then hand
-/// over each RTP packet at `base time + PTS + latency` (the pipeline's
-/// latency is the same for both sinks), so audio and video leave equally
-/// long after their capture — which is what webrtc-rs's sender reports
+/// over each RTP packet at `base time + PTS +` [`SYNC_MARKS_SEND_DELAY`]
+/// (the pipeline's latency, the same for both sinks), so audio and video
+/// leave equally long after their capture — which is what webrtc-rs's sender reports
 /// assume (they pair a packet's RTP timestamp with the moment it is
 /// written), whatever opusenc's and vp8enc's own delays are.
 fn clock_sync_marks(pipeline: &gst::Pipeline) -> Result<(), SourceError> {
     let clock = glib::Object::builder::<gst::SystemClock>().property("clock-type", gst::ClockType::Realtime).build();
     pipeline.use_clock(Some(&clock));
+    pipeline.set_latency(SYNC_MARKS_SEND_DELAY);
     let grid: Arc<OnceLock<sync_marks::FrameGrid>> = Arc::default();
     let base_time = |pad: &gst::Pad| pad.parent_element().and_then(|e| e.base_time()).map_or(0, |t| t.nseconds());
     if let Some(pad) = pipeline.by_name("size").and_then(|e| e.static_pad("src")) {

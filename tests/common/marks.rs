@@ -30,6 +30,9 @@ pub const QUIET_BEFORE: f64 = 0.5;
 const WINDOW_S: f64 = 0.002;
 const RATE: u32 = 48_000;
 
+/// Decoded sound: each buffer's PTS (s) and its mono samples.
+type SoundBuffers = Vec<(f64, Vec<f32>)>;
+
 /// The marks found in one file, in seconds of its time line.
 #[derive(Debug, Default, Clone)]
 pub struct Marks {
@@ -76,7 +79,7 @@ pub fn find_marks(path: &Path) -> Marks {
     );
     let pipeline = gst::parse::launch(&description).unwrap().downcast::<gst::Pipeline>().unwrap();
     let frames: Arc<Mutex<Vec<(f64, f64)>>> = Arc::default();
-    let sound: Arc<Mutex<Vec<(f64, Vec<f32>)>>> = Arc::default();
+    let sound: Arc<Mutex<SoundBuffers>> = Arc::default();
     let sink = |name: &str| pipeline.by_name(name).unwrap().downcast::<gst_app::AppSink>().unwrap();
     let f = frames.clone();
     sink("v").set_callbacks(
@@ -109,7 +112,8 @@ pub fn find_marks(path: &Path) -> Marks {
     );
     pipeline.set_state(gst::State::Playing).unwrap();
     let bus = pipeline.bus().unwrap();
-    let outcome = bus.timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let outcome =
+        bus.timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Eos, gst::MessageType::Error]);
     pipeline.set_state(gst::State::Null).unwrap();
     match outcome.as_ref().map(|m| m.view()) {
         Some(gst::MessageView::Eos(_)) => {}
@@ -157,7 +161,8 @@ pub fn beep_onsets(buffers: &[(f64, Vec<f32>)], rate: u32) -> Vec<f64> {
             if quiet_before {
                 let from = w.saturating_sub(window);
                 let first = (from..w + window).find(|&i| samples[i].abs() > ONSET_LEVEL).unwrap_or(w);
-                let tone = (first..(first + rate as usize / 20).min(samples.len())).map(|i| samples[i]).collect::<Vec<_>>();
+                let tone =
+                    (first..(first + rate as usize / 20).min(samples.len())).map(|i| samples[i]).collect::<Vec<_>>();
                 if tone_fraction(&tone, 1000.0, rate) > 0.5 {
                     onsets.push(times[first]);
                 }
