@@ -303,3 +303,46 @@ async fn the_sync_mark_publisher_sends_audio_and_video_together() {
         );
     }
 }
+
+/// Chromium publishing through the rtc.io test client: a canvas stream with
+/// one white frame and a WebAudio beep at every even second of `Date.now()`
+/// (tests/browser/sync-marks.mjs drives it against the gateway binary and
+/// hands back the recording); every beep within 40 ms of its flash.
+#[test]
+fn chromium_canvas_and_oscillator_marks_are_recorded_in_lip_sync() {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Chromium is not installed (run scripts/install-deps.sh)"
+    );
+    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser.join("node_modules/playwright-core/package.json").exists(),
+        "run `npm ci` in tests/browser (scripts/install-deps.sh)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chromium.webm");
+    let out = std::process::Command::new("node")
+        .arg("sync-marks.mjs")
+        .arg(&file)
+        .current_dir(&browser)
+        .env("GATEWAY_BIN", env!("CARGO_BIN_EXE_rtcio-gateway"))
+        .output()
+        .expect("node is installed (run scripts/install-deps.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "sync-marks.mjs failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let manifest: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the manifest");
+    for line in stdout.lines().filter(|l| l.starts_with("painted")) {
+        println!("Chromium: {line}");
+    }
+    let marks = find_marks(&file);
+    if let Some(t0) = manifest["t0_unix_ms"].as_f64() {
+        let errors: Vec<f64> =
+            marks.flashes.iter().map(|f| (t0 + f * 1000.0) - ((t0 + f * 1000.0) / 2000.0).round() * 2000.0).collect();
+        println!(
+            "Chromium: flash - even second on the manifest's clock ({}) {:?} ms",
+            manifest["clock"],
+            errors.iter().map(|e| format!("{e:.1}")).collect::<Vec<_>>()
+        );
+    }
+    assert_lip_sync("Chromium VP8/WebM", &marks);
+}
