@@ -21,7 +21,7 @@
 //! input therefore hands both over at capture + [`SYNC_MARKS_SEND_DELAY`]
 //! (appsinks with `sync=true`, a fixed pipeline latency): both left 40.2 ms
 //! after capture (median; p99 41.3 / 41.0 ms), and its marks decoded from
-//! packets stamped at sending are 0.7–1.5 ms apart (`tests/sync.rs`). The
+//! packets stamped at sending are within 4 ms (−3.6…+3.8 ms, 4 runs) (`tests/sync.rs`). The
 //! other inputs send as soon as encoded (their A/V is not measured).
 
 use std::str::FromStr;
@@ -262,7 +262,7 @@ fn pipeline_description(c: &SourceConfig) -> String {
 /// How long after capture a sync-mark packet is handed to the peer
 /// connections, audio and video alike (the pipeline's latency, fixed: left
 /// to itself GStreamer chose 53 ms). Measured on this machine without the
-/// wait (capture to appsink, 8 s, `DBG`-instrumented run of `tests/sync.rs`):
+/// wait (capture to appsink, 8 s, the appsink callback timed in a run of `tests/sync.rs`, instrumentation not kept):
 /// Opus 17.0 ms median, 29.5 ms max (a 20 ms frame of 10 ms buffers);
 /// VP8 1.9 ms median, 14.3 ms max. With it both left at 40.2 ms median
 /// (p99 41.3 ms audio, 41.0 ms video).
