@@ -159,6 +159,12 @@ pub struct PublishArgs {
     /// Publish this media file (decoded and re-encoded) instead of a test pattern.
     #[arg(long, value_name = "PATH")]
     pub file: Option<std::path::PathBuf>,
+    /// Publish sync marks instead of a test pattern: black video with one
+    /// white frame and silence with a 100 ms 1 kHz beep at every even second
+    /// of this machine's UTC clock (for checking lip sync and wall-clock
+    /// alignment of recordings).
+    #[arg(long, conflicts_with = "file")]
+    pub sync_marks: bool,
     /// Video size, WIDTHxHEIGHT.
     #[arg(long, default_value = "640x480", value_parser = parse_size)]
     pub size: (u32, u32),

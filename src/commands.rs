@@ -165,7 +165,11 @@ pub async fn publish(args: PublishArgs) -> Result<(), CommandError> {
     };
     let audio = (args.audio != "none").then_some(AudioCodec::Opus);
     let source = MediaSource::start(&SourceConfig {
-        input: args.file.clone().map(Input::File).unwrap_or(Input::TestPattern),
+        input: match &args.file {
+            Some(path) => Input::File(path.clone()),
+            None if args.sync_marks => Input::SyncMarks,
+            None => Input::TestPattern,
+        },
         video,
         audio,
         width: args.size.0,

@@ -33,6 +33,25 @@ fn help_documents_every_serve_option() {
 }
 
 #[test]
+fn publish_sync_marks_is_documented_and_excludes_a_file() {
+    let (code, out, _) = run(gateway().args(["publish", "--help"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("--sync-marks") && out.contains("even second"), "publish --help:\n{out}");
+    let (code, _, err) = run(gateway().args([
+        "publish",
+        "--server",
+        "http://127.0.0.1:9",
+        "--room",
+        "r",
+        "--sync-marks",
+        "--file",
+        "a.mp4",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--sync-marks") && err.contains("--file"), "{err}");
+}
+
+#[test]
 fn unknown_keys_and_bad_values_stop_the_start_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");

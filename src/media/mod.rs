@@ -11,6 +11,7 @@
 //! - [`sender_clock`]: a received track's RTP timestamps on its sender's wall clock, from its RTCP sender reports (sans-IO).
 //! - [`sync_clock`]: an output's presentation times on its senders' wall clock, and its time zero (sans-IO).
 //! - [`rtp_rewrite`]: a received packet's bytes with its SSRC, payload type, sequence number and timestamp replaced.
+//! - [`sync_marks`]: the white frame and the beep of `publish --sync-marks`, as functions of the wall clock (sans-IO).
 //! - [`templates`]: the pipeline templates of `pipelines/` (loading, validation, choice).
 
 pub mod clock_status;
@@ -24,6 +25,7 @@ pub mod rtp_rewrite;
 pub mod sender_clock;
 pub mod source;
 pub mod sync_clock;
+pub mod sync_marks;
 pub mod templates;
 
 /// Initialise GStreamer once per process; the error says what is missing.

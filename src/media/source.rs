@@ -3,8 +3,29 @@
 //! track. Every packet goes to a broadcast channel that each peer session
 //! reads (rewriting SSRC and payload type for its own connection); keyframe
 //! requests from any receiver force a keyframe at the video encoder.
+//!
+//! Capture times and sender reports (what `--sync-marks` relies on).
+//! webrtc-rs 0.21's sender-report interceptor (rtc-interceptor
+//! `report/sender_stream.rs`) remembers, for the first packet of each frame
+//! (a new RTP timestamp), that timestamp and the instant the packet was
+//! written to the track; a report then pairs NTP *now* with that timestamp
+//! plus the elapsed time at the clock rate. A report so says a frame's RTP
+//! time is the moment its first packet was *sent*, not captured. Our
+//! payloaders stamp RTP time = their random `timestamp-offset` + running
+//! time (the buffer's PTS) × clock rate, and the participant rewrites only
+//! SSRC and payload type (`participant::tracks`), so a receiver placing
+//! media by the reports puts each stream at capture + its own capture-to-send
+//! delay. Measured here (sync marks, 8 s, capture to appsink): Opus 17.0 ms
+//! median (max 29.5: a 20 ms frame of 10 ms buffers), VP8 1.9 ms median (max
+//! 14.3) — audio would be placed ≈ 15 ms late against video. The sync-mark
+//! input therefore hands both over at capture + [`SYNC_MARKS_SEND_DELAY`]
+//! (appsinks with `sync=true`, a fixed pipeline latency): both left 40.2 ms
+//! after capture (median; p99 41.3 / 41.0 ms), and its marks decoded from
+//! packets stamped at sending are within 4 ms (−3.6…+3.8 ms, 4 runs) (`tests/sync.rs`). The
+//! other inputs send as soon as encoded (their A/V is not measured).
 
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -12,6 +33,7 @@ use gstreamer_app as gst_app;
 use rtc::shared::marshal::Unmarshal;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::media::sync_marks;
 use crate::participant::events::{LocalStream, LocalTrack, MediaKind, RtpPacket};
 use crate::participant::streams::stream_placeholder;
 
@@ -44,6 +66,10 @@ pub enum Input {
     TestPattern,
     /// Any file GStreamer can decode (`uridecodebin`), re-encoded.
     File(std::path::PathBuf),
+    /// Black video with one white frame and silence with a 100 ms 1 kHz
+    /// beep at every even second of UTC ([`crate::media::sync_marks`]),
+    /// captured on the wall clock and sent at a fixed delay after capture.
+    SyncMarks,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +130,9 @@ impl MediaSource {
         let pipeline = gst::parse::launch(&description)?
             .downcast::<gst::Pipeline>()
             .map_err(|_| glib::bool_error!("source description is not a pipeline"))?;
+        if config.input == Input::SyncMarks {
+            clock_sync_marks(&pipeline)?;
+        }
         let mut tracks = Vec::new();
         if let Some(codec) = config.video {
             let (mime, fmtp) = match codec {
@@ -183,6 +212,13 @@ fn pipeline_description(c: &SourceConfig) -> String {
             ),
             "audiotestsrc is-live=true wave=sine freq=440 volume=0.2".to_string(),
         ),
+        Input::SyncMarks => (
+            format!(
+                "videotestsrc is-live=true pattern=black ! capsfilter name=size caps=video/x-raw,format=I420,width={w},height={h},framerate={fps}/1"
+            ),
+            "audiotestsrc is-live=true wave=silence samplesperbuffer=480 ! capsfilter name=marks_audio caps=audio/x-raw,format=S16LE,layout=interleaved,rate=48000,channels=2"
+                .to_string(),
+        ),
         Input::File(path) => {
             let uri = glib::filename_to_uri(path, None).map(|u| u.to_string()).unwrap_or_default();
             parts.push(format!("uridecodebin uri=\"{uri}\" name=dec"));
@@ -194,8 +230,10 @@ fn pipeline_description(c: &SourceConfig) -> String {
             )
         }
     };
-    // A file decodes as fast as the CPU allows: pace it to the clock. Live test sources pace themselves.
-    let sync = matches!(c.input, Input::File(_));
+    // A file decodes as fast as the CPU allows: pace it to the clock. Live
+    // test sources pace themselves; sync marks are sent at capture + the
+    // pipeline's latency, the same for audio and video (see `clock_sync_marks`).
+    let sync = matches!(c.input, Input::File(_) | Input::SyncMarks);
     if let Some(codec) = c.video {
         let kbps = c.video_kbps;
         let enc = match codec {
@@ -219,6 +257,89 @@ fn pipeline_description(c: &SourceConfig) -> String {
         ));
     }
     parts.join("  ")
+}
+
+/// How long after capture a sync-mark packet is handed to the peer
+/// connections, audio and video alike (the pipeline's latency, fixed: left
+/// to itself GStreamer chose 53 ms). Measured on this machine without the
+/// wait (capture to appsink, 8 s, the appsink callback timed in a run of `tests/sync.rs`, instrumentation not kept):
+/// Opus 17.0 ms median, 29.5 ms max (a 20 ms frame of 10 ms buffers);
+/// VP8 1.9 ms median, 14.3 ms max. With it both left at 40.2 ms median
+/// (p99 41.3 ms audio, 41.0 ms video).
+pub const SYNC_MARKS_SEND_DELAY: gst::ClockTime = gst::ClockTime::from_mseconds(40);
+
+/// Put the sync-mark pipeline on the wall clock and paint its marks.
+///
+/// The pipeline runs on the realtime system clock, so a buffer's
+/// `base time + PTS` (its running time, the sources' segments start at 0)
+/// is its capture instant in UTC. Pad probes behind the test sources
+/// overwrite each buffer: white or black pictures, beep or silence; the
+/// first picture fixes the frame grid ([`sync_marks::FrameGrid`]) that says
+/// which frame flashes and when each beep starts. The appsinks then hand
+/// over each RTP packet at `base time + PTS +` [`SYNC_MARKS_SEND_DELAY`]
+/// (the pipeline's latency, the same for both sinks), so audio and video
+/// leave equally long after their capture — which is what webrtc-rs's sender reports
+/// assume (they pair a packet's RTP timestamp with the moment it is
+/// written), whatever opusenc's and vp8enc's own delays are.
+fn clock_sync_marks(pipeline: &gst::Pipeline) -> Result<(), SourceError> {
+    let clock = glib::Object::builder::<gst::SystemClock>().property("clock-type", gst::ClockType::Realtime).build();
+    pipeline.use_clock(Some(&clock));
+    pipeline.set_latency(SYNC_MARKS_SEND_DELAY);
+    let grid: Arc<OnceLock<sync_marks::FrameGrid>> = Arc::default();
+    let base_time = |pad: &gst::Pad| pad.parent_element().and_then(|e| e.base_time()).map_or(0, |t| t.nseconds());
+    if let Some(pad) = pipeline.by_name("size").and_then(|e| e.static_pad("src")) {
+        let grid = grid.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let caps = pad.current_caps();
+            let Some(video) = caps.as_ref().and_then(|c| gstreamer_video::VideoInfo::from_caps(c).ok()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let base = base_time(pad);
+            if let Some(buffer) = info.buffer_mut()
+                && let Some(pts) = buffer.pts()
+            {
+                let start = base + pts.nseconds();
+                let fps = video.fps();
+                let grid = grid.get_or_init(|| {
+                    sync_marks::FrameGrid::new(start, fps.numer().max(1) as u32, fps.denom().max(1) as u32)
+                });
+                paint(buffer.make_mut(), &video, grid.is_flash_frame(start));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    if let Some(pad) = pipeline.by_name("marks_audio").and_then(|e| e.static_pad("src")) {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let base = base_time(pad);
+            if let Some(buffer) = info.buffer_mut()
+                && let Some(pts) = buffer.pts()
+            {
+                let buffer = buffer.make_mut();
+                if let Ok(mut map) = buffer.map_writable() {
+                    let bytes = map.as_mut_slice();
+                    let mut samples: Vec<i16> =
+                        bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+                    sync_marks::fill_beep_s16(base + pts.nseconds(), 48_000, 2, grid.get(), &mut samples);
+                    for (b, s) in bytes.chunks_exact_mut(2).zip(samples) {
+                        b.copy_from_slice(&s.to_le_bytes());
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    Ok(())
+}
+
+/// A whole I420 picture white (Y 235) or black (Y 16), neutral chroma.
+fn paint(buffer: &mut gst::BufferRef, info: &gstreamer_video::VideoInfo, white: bool) {
+    let Ok(mut frame) = gstreamer_video::VideoFrameRef::from_buffer_ref_writable(buffer, info) else { return };
+    let luma = if white { 235 } else { 16 };
+    for plane in 0..info.n_planes() {
+        if let Ok(data) = frame.plane_data_mut(plane) {
+            data.fill(if plane == 0 { luma } else { 128 });
+        }
+    }
 }
 
 fn attach(

@@ -159,8 +159,9 @@ export class Fixture {
     return this.pageUrl;
   }
 
-  async launchBrowser() {
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+  /** Chromium with the suite's flags (and `extraArgs`); `openClient` launches one if none is running. */
+  async launchBrowser(extraArgs = []) {
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_FLAGS, ...extraArgs] });
     this.onCleanup(() => browser.close());
     this.browser = browser;
     return browser;

@@ -1,6 +1,7 @@
 //! Shared fixtures: an in-process gateway on 127.0.0.1:0 and connected clients.
 #![allow(dead_code)]
 
+pub mod marks;
 pub mod media;
 pub mod peers;
 pub mod wait;
