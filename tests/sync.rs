@@ -5,19 +5,20 @@
 //! here on a file with known offsets).
 //!
 //! Each test prints the offsets it measured (`cargo test --test sync --
-//! --nocapture --include-ignored`).
+//! --nocapture`).
 //!
-//! The recording tests are ignored until the files' audio and video are
-//! placed by the senders' reports: the gateway's arrival clock
-//! (`media::rtp_clock`, fed with the arrival time of each 100 ms drain of
-//! the tracks) puts each track at its own lateness, so a publisher whose
-//! audio and video leave within 4 ms of each other (the publisher-only test
-//! below) was recorded with the beep after the flash by an amount constant
-//! within a file and different in every run: VP8/WebM 31.2–47.8 ms over 6
-//! runs (3 over 40 ms), H.264/Matroska 3.9–48.4 ms over 5 runs (1 over);
-//! Chromium's beeps −83…+44 ms off their flashes over 4 runs (3 over); flashes
-//! on the wall clock 78–144 ms (ours) and 68–216 ms (Chromium) after their
-//! even second.
+//! Measured (one run each of `cargo test --test sync -- --nocapture`): with
+//! files placed by the senders' reports and a recording's start held until
+//! every track has one (`media::sync_clock`), beep − flash was −2.0…+0.7 ms
+//! (VP8/WebM), −0.4…+0.6 ms (H.264/Matroska), −19.7…+13.5 ms (Chromium);
+//! flashes on the wall clock 39.7–47.8 ms after their even second (our
+//! publisher sends 40 ms after capture, and webrtc-rs's reports tie RTP time
+//! to the sending) and −2.1…+13.9 ms (Chromium). Before, on the arrival
+//! clock (the time of each 100 ms drain of the tracks), each track sat at
+//! its own lateness: VP8/WebM 31.2–47.8 ms over 6 runs (3 over 40 ms),
+//! H.264/Matroska 3.9–48.4 ms over 5 runs (1 over), Chromium −83…+44 ms over
+//! 4 runs (3 over); flashes on the wall clock 78–144 ms (ours) and 68–216 ms
+//! (Chromium) late.
 
 mod common;
 
@@ -198,7 +199,6 @@ fn ms(values: &[f64]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the sender-report clock (arrival clock: 31-48 ms, 3 of 6 runs over 40)"]
 async fn vp8_webm_recording_keeps_sync_marks_in_lip_sync() {
     let (_dir, files) = record_marks("sync-vp8", VideoCodec::Vp8, 1, 0.0, 8.0).await;
     let (file, manifest) = &files[0];
@@ -208,7 +208,6 @@ async fn vp8_webm_recording_keeps_sync_marks_in_lip_sync() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the sender-report clock (arrival clock: 4-48 ms, 1 of 5 runs over 40)"]
 async fn h264_matroska_recording_keeps_sync_marks_in_lip_sync() {
     let (_dir, files) = record_marks("sync-h264", VideoCodec::H264, 1, 0.0, 8.0).await;
     let (file, manifest) = &files[0];
@@ -226,7 +225,6 @@ async fn h264_matroska_recording_keeps_sync_marks_in_lip_sync() {
 /// `media::source::SYNC_MARKS_SEND_DELAY`) plus at most half a frame
 /// (16.7 ms) after them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the sender-report clock"]
 async fn flashes_of_two_staggered_publishers_land_on_even_seconds_of_the_wall_clock() {
     let (_dir, files) = record_marks("sync-wall", VideoCodec::Vp8, 2, 3.0, 6.0).await;
     let mut failures = Vec::new();
@@ -324,7 +322,6 @@ async fn the_sync_mark_publisher_sends_audio_and_video_together() {
 /// (tests/browser/sync-marks.mjs drives it against the gateway binary and
 /// hands back the recording); every beep within 40 ms of its flash.
 #[test]
-#[ignore = "needs the sender-report clock (arrival clock: -83..+44 ms, 3 of 4 runs over 40)"]
 fn chromium_canvas_and_oscillator_marks_are_recorded_in_lip_sync() {
     assert!(
         std::path::Path::new("/usr/bin/chromium").exists(),
