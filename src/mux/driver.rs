@@ -14,8 +14,8 @@
 //! adds the file's offset to PTS, DTS and gap events, so an instant `t` of
 //! the file lands at exactly `offset + t`. The same probe gives the track its
 //! title (a stream-scoped `title` tag, which `matroskamux` writes as the
-//! track's name) and drops the source files' global tags (container dates
-//! of one file are not the room's).
+//! track's name) and keeps the source files' global tags out (container
+//! dates of one file are not the room's).
 //!
 //! Why a small pre-pass of our own ([`probe_file`]: the file alone through
 //! the same demuxer into fakesinks, prerolled) instead of `gst-discoverer`
@@ -98,15 +98,27 @@ pub fn probe_file(path: &Path) -> Result<(Vec<SourceTrack>, Option<u64>), String
     let seen = frames.clone();
     demux.connect_pad_added(move |_, pad| {
         let Some(pipeline) = weak.upgrade() else { return };
-        let Ok(sink) = gst::ElementFactory::make("fakesink").property("sync", false).build() else { return };
+        // A queue per track: one demuxer thread feeds every sink, and each
+        // sink holds it while prerolling until all have their first frame.
+        let (Ok(queue), Ok(sink)) = (
+            gst::ElementFactory::make("queue")
+                .property("max-size-buffers", 0u32)
+                .property("max-size-bytes", 0u32)
+                .property("max-size-time", 0u64)
+                .build(),
+            gst::ElementFactory::make("fakesink").property("sync", false).build(),
+        ) else {
+            return;
+        };
         let seen = seen.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
             seen.fetch_add(1, Ordering::Relaxed);
             gst::PadProbeReturn::Ok
         });
-        if pipeline.add(&sink).is_ok() {
+        if pipeline.add_many([&queue, &sink]).is_ok() && queue.link(&sink).is_ok() {
             let _ = sink.sync_state_with_parent();
-            let _ = pad.link(&sink.static_pad("sink").expect("fakesink has a sink pad"));
+            let _ = queue.sync_state_with_parent();
+            let _ = pad.link(&queue.static_pad("sink").expect("queue has a sink pad"));
         }
     });
     let result = preroll(&pipeline).and_then(|()| {
@@ -324,8 +336,14 @@ pub fn run(plan: &Plan, out: &Path, progress: &mut dyn FnMut(u64)) -> Result<Vec
         .collect())
 }
 
-fn run_to_eos(pipeline: &gst::Pipeline, position: &AtomicU64, progress: &mut dyn FnMut(u64)) -> Result<(), DriverError> {
-    pipeline.set_state(gst::State::Playing).map_err(|_| DriverError::Pipeline(first_error(pipeline, "did not start")))?;
+fn run_to_eos(
+    pipeline: &gst::Pipeline,
+    position: &AtomicU64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), DriverError> {
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| DriverError::Pipeline(first_error(pipeline, "did not start")))?;
     let bus = pipeline.bus().expect("a pipeline has a bus");
     let mut last = (0, Instant::now());
     loop {
@@ -381,8 +399,13 @@ fn place_on_room_clock(pad: &gst::Pad, offset: gst::ClockTime, title: String, re
                         let segment = gst::FormattedSegment::<gst::ClockTime>::new();
                         Some(gst::event::Segment::builder(&segment).seqnum(seqnum).build())
                     }
+                    // A source file's global tags (its dates) are not the
+                    // room's: they become our stream tags. (Replaced, not
+                    // dropped: dropping an event from a probe trips a
+                    // GStreamer 1.22 critical about a NULL unref.)
                     gst::EventView::Tag(tag) if tag.tag().scope() == gst::TagScope::Global => {
-                        return gst::PadProbeReturn::Drop;
+                        titled.store(true, Ordering::SeqCst);
+                        Some(title_event(&title, None))
                     }
                     gst::EventView::Tag(tag) => {
                         titled.store(true, Ordering::SeqCst);

@@ -5,6 +5,7 @@
 //! - [`scan`]: reads the room directory (manifests, media files, `chat.jsonl`).
 //! - [`plan`]: what goes where on the room clock, titles, chat cues (pure).
 //! - [`driver`]: GStreamer: each file's tracks, and the one muxing pipeline.
+//! - [`tag_strings`]: mends the track titles in the Tags `matroskamux` 1.22 writes escaped.
 //! - [`report`]: the progress line and the final summary (pure).
 //!
 //! This module runs them in order and owns the output file: it refuses an
@@ -16,6 +17,7 @@ pub mod driver;
 pub mod plan;
 pub mod report;
 pub mod scan;
+pub mod tag_strings;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -77,6 +79,11 @@ pub fn run(opts: &MuxOptions, progress: &mut dyn FnMut(u64, Option<u64>)) -> Res
             return Err(e.into());
         }
     };
+    let titles: Vec<String> = tracks.iter().map(|t| t.title.clone()).collect();
+    if let Err(source) = tag_strings::mend(&part, &titles) {
+        let _ = std::fs::remove_file(&part);
+        return Err(MuxError::Io { path: part, source });
+    }
     if out.exists() && !opts.force {
         let _ = std::fs::remove_file(&part);
         return Err(MuxError::Exists(out));

@@ -135,7 +135,10 @@ pub fn plan(files: Vec<ProbedFile>, chat: &[ChatEntry]) -> Result<Plan, PlanErro
             continue;
         }
         if r.state == "recording" {
-            notes.push(format!("{}: interrupted (manifest still says recording): muxed up to its last complete frame", r.file));
+            notes.push(format!(
+                "{}: interrupted (manifest still says recording): muxed up to its last complete frame",
+                r.file
+            ));
         }
         placed.push((t0, f));
     }
@@ -170,7 +173,12 @@ pub fn plan(files: Vec<ProbedFile>, chat: &[ChatEntry]) -> Result<Plan, PlanErro
                 if let Some(part) = part {
                     what.push_str(&format!(", part {part}"));
                 }
-                PlannedTrack { pad: t.pad.clone(), kind: t.kind, codec: t.codec.clone(), title: format!("{label} ({what})") }
+                PlannedTrack {
+                    pad: t.pad.clone(),
+                    kind: t.kind,
+                    codec: t.codec.clone(),
+                    title: format!("{label} ({what})"),
+                }
             })
             .collect();
         if let Some(end) = f.end_ns {
@@ -295,8 +303,14 @@ mod tests {
     #[test]
     fn files_are_placed_by_their_time_zero_on_the_room_clock() {
         let files = vec![
-            probed(rec("b.mkv", ("p2", "bob"), "camera", Some(1_000_003_250.5), Some(1_000_003_000)), Some(7_000_000_000)),
-            probed(rec("a.webm", ("p1", "alice"), "camera", Some(1_000_000_100.25), Some(1_000_000_000)), Some(9_000_000_000)),
+            probed(
+                rec("b.mkv", ("p2", "bob"), "camera", Some(1_000_003_250.5), Some(1_000_003_000)),
+                Some(7_000_000_000),
+            ),
+            probed(
+                rec("a.webm", ("p1", "alice"), "camera", Some(1_000_000_100.25), Some(1_000_000_000)),
+                Some(9_000_000_000),
+            ),
         ];
         let p = plan(files, &[]).unwrap();
         assert_eq!(p.t0_unix_ms, 1_000_000_100.25);
@@ -352,7 +366,11 @@ mod tests {
     #[test]
     fn nothing_placeable_is_an_error() {
         assert_eq!(plan(vec![], &[]).unwrap_err(), PlanError::Nothing);
-        let empty = ProbedFile { recording: rec("a.webm", ("p", "a"), "camera", Some(1.0), None), tracks: vec![], end_ns: None };
+        let empty = ProbedFile {
+            recording: rec("a.webm", ("p", "a"), "camera", Some(1.0), None),
+            tracks: vec![],
+            end_ns: None,
+        };
         assert_eq!(plan(vec![empty], &[]).unwrap_err(), PlanError::Nothing);
     }
 

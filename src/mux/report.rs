@@ -104,7 +104,7 @@ mod tests {
     fn times_read_as_clock_positions() {
         assert_eq!(clock(0), "00:00.000");
         assert_eq!(clock(3_150_250_000), "00:03.150");
-        assert_eq!(clock(3_725_004_000_000), "1034:43:24.000");
+        assert_eq!(clock(3_725_004_000_000), "1:02:05.004");
         assert_eq!(clock(3_600_000_000_000 + 61_500_000_000), "1:01:01.500");
         assert_eq!(progress_line(30_000_000_000, Some(120_000_000_000)), "muxing 00:30.000 / 02:00.000 (25 %)");
         assert_eq!(progress_line(30_000_000_000, None), "muxing 00:30.000");

@@ -257,7 +257,11 @@ mod tests {
         )
         .unwrap();
         std::fs::write(d.join("b.mkv"), b"x").unwrap();
-        std::fs::write(d.join("b.json"), r#"{"state":"recording","file":"b.mkv","peer":{"id":"p2","name":"bob"},"started_unix_ms":4000}"#).unwrap();
+        std::fs::write(
+            d.join("b.json"),
+            r#"{"state":"recording","file":"b.mkv","peer":{"id":"p2","name":"bob"},"started_unix_ms":4000}"#,
+        )
+        .unwrap();
         std::fs::write(d.join("c.json"), r#"{"file":"../../etc/passwd","peer":{"id":"x"}}"#).unwrap();
         std::fs::write(d.join("d.json"), r#"{"file":"gone.webm","peer":{"id":"x"}}"#).unwrap();
         std::fs::write(d.join("room.json"), r#"{"room":"r","timeline":[]}"#).unwrap();
@@ -273,7 +277,10 @@ mod tests {
         let room = scan(d, &d.join("room.mkv")).unwrap();
         assert_eq!(room.recordings.len(), 2, "{room:#?}");
         let a = &room.recordings[0];
-        assert_eq!((a.file.as_str(), a.t0_unix_ms, a.clock_source.as_deref()), ("a.webm", Some(1000.5), Some("arrival")));
+        assert_eq!(
+            (a.file.as_str(), a.t0_unix_ms, a.clock_source.as_deref()),
+            ("a.webm", Some(1000.5), Some("arrival"))
+        );
         let b = &room.recordings[1];
         assert_eq!((b.state.as_str(), b.t0_unix_ms, b.event.as_str()), ("recording", None, "stream"));
         assert_eq!(room.chat.len(), 2);
