@@ -40,8 +40,8 @@ pub struct MuxOptions {
 pub enum MuxError {
     #[error("{0}")]
     Scan(#[from] scan::ScanError),
-    #[error("{0}")]
-    Plan(#[from] plan::PlanError),
+    #[error("nothing to mux in {}: no recording with media could be placed on the room clock{}", dir.display(), notes.iter().map(|n| format!("\n  - {n}")).collect::<String>())]
+    Nothing { dir: PathBuf, notes: Vec<String> },
     #[error("{0}")]
     Driver(#[from] driver::DriverError),
     #[error("{} exists (use --force to replace it)", .0.display())]
@@ -68,7 +68,13 @@ pub fn run(opts: &MuxOptions, progress: &mut dyn FnMut(u64, Option<u64>)) -> Res
             Err(why) => notes.push(format!("{}: cannot be read ({why}): skipped", recording.file)),
         }
     }
-    let plan = plan::plan(probed, &room.chat)?;
+    let plan = match plan::plan(probed, &room.chat) {
+        Ok(plan) => plan,
+        Err(plan::PlanError::Nothing(why)) => {
+            notes.extend(why);
+            return Err(MuxError::Nothing { dir: opts.room_dir.clone(), notes });
+        }
+    };
     notes.extend(plan.notes.iter().cloned());
     let part = part_path(&out);
     let total = plan.expected_end_ns;

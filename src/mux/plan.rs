@@ -106,8 +106,9 @@ pub struct Plan {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PlanError {
+    /// With the notes saying why each file was left out.
     #[error("nothing to mux: no recording with media could be placed on the room clock")]
-    Nothing,
+    Nothing(Vec<String>),
 }
 
 /// Decide the output from the readable files and the chat log.
@@ -144,7 +145,7 @@ pub fn plan(files: Vec<ProbedFile>, chat: &[ChatEntry]) -> Result<Plan, PlanErro
     }
     placed.sort_by(|(a, fa), (b, fb)| a.total_cmp(b).then_with(|| fa.recording.file.cmp(&fb.recording.file)));
     let Some(room_t0) = placed.first().map(|(t0, _)| *t0) else {
-        return Err(PlanError::Nothing);
+        return Err(PlanError::Nothing(notes));
     };
 
     let names = display_names(placed.iter().map(|(_, f)| &f.recording), chat);
@@ -365,13 +366,13 @@ mod tests {
 
     #[test]
     fn nothing_placeable_is_an_error() {
-        assert_eq!(plan(vec![], &[]).unwrap_err(), PlanError::Nothing);
+        assert_eq!(plan(vec![], &[]).unwrap_err(), PlanError::Nothing(vec![]));
         let empty = ProbedFile {
             recording: rec("a.webm", ("p", "a"), "camera", Some(1.0), None),
             tracks: vec![],
             end_ns: None,
         };
-        assert_eq!(plan(vec![empty], &[]).unwrap_err(), PlanError::Nothing);
+        assert_eq!(plan(vec![empty], &[]).unwrap_err(), PlanError::Nothing(vec!["a.webm: no tracks: skipped".into()]));
     }
 
     #[test]

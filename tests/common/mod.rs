@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod media;
+pub mod mux;
 pub mod peers;
 pub mod wait;
 pub mod webhooks;
