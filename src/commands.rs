@@ -35,7 +35,7 @@ pub enum CommandError {
     Refused(String),
     #[error("{0}")]
     Usage(String),
-    #[error("mux: {0}")]
+    #[error(transparent)]
     Mux(#[from] crate::mux::MuxError),
 }
 

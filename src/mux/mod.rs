@@ -38,16 +38,16 @@ pub struct MuxOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MuxError {
-    #[error("{0}")]
+    #[error(transparent)]
     Scan(#[from] scan::ScanError),
     #[error("nothing to mux in {}: no recording with media could be placed on the room clock{}", dir.display(), notes.iter().map(|n| format!("\n  - {n}")).collect::<String>())]
     Nothing { dir: PathBuf, notes: Vec<String> },
-    #[error("{0}")]
+    #[error(transparent)]
     Driver(#[from] driver::DriverError),
     #[error("{} exists (use --force to replace it)", .0.display())]
     Exists(PathBuf),
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 /// Mux the room; `progress(position_ns, expected_total_ns)` is called while
@@ -86,15 +86,15 @@ pub fn run(opts: &MuxOptions, progress: &mut dyn FnMut(u64, Option<u64>)) -> Res
         }
     };
     let titles: Vec<String> = tracks.iter().map(|t| t.title.clone()).collect();
-    if let Err(source) = tag_strings::mend(&part, &titles) {
+    if let Err(error) = tag_strings::mend(&part, &titles) {
         let _ = std::fs::remove_file(&part);
-        return Err(MuxError::Io { path: part, source });
+        return Err(MuxError::Io { path: part, error });
     }
     if out.exists() && !opts.force {
         let _ = std::fs::remove_file(&part);
         return Err(MuxError::Exists(out));
     }
-    std::fs::rename(&part, &out).map_err(|source| MuxError::Io { path: out.clone(), source })?;
+    std::fs::rename(&part, &out).map_err(|error| MuxError::Io { path: out.clone(), error })?;
     let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     Ok(MuxReport {
         room_dir: opts.room_dir.clone(),

@@ -61,8 +61,8 @@ pub struct RoomDir {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{} is not a directory", .0.display())]
     NotADirectory(PathBuf),
 }
@@ -127,7 +127,7 @@ const MEDIA_EXTENSIONS: [&str; 2] = ["webm", "mkv"];
 
 /// Read `dir`; `ignore` (the output file) is never taken for a recording.
 pub fn scan(dir: &Path, ignore: &Path) -> Result<RoomDir, ScanError> {
-    let io = |source| ScanError::Io { path: dir.to_path_buf(), source };
+    let io = |error| ScanError::Io { path: dir.to_path_buf(), error };
     if !dir.is_dir() {
         return Err(if dir.exists() { ScanError::NotADirectory(dir.to_path_buf()) } else { io(not_found()) });
     }
