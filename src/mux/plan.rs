@@ -17,7 +17,8 @@
 //! parts on the one time line anyway.
 //!
 //! Chat: every line of `chat.jsonl` becomes a cue at its `unix_ms − T0`,
-//! shown until the next cue (at least [`CUE_MIN`], at most [`CUE_MAX`]).
+//! shown until the next cue (at least [`CUE_MIN`], at most [`CUE_MAX`], and
+//! not past the end of the media unless that leaves less than `CUE_MIN`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -187,9 +188,17 @@ pub fn plan(files: Vec<ProbedFile>, chat: &[ChatEntry]) -> Result<Plan, PlanErro
         }
         planned.push(PlannedFile { path: r.path.clone(), file: r.file.clone(), offset_ns, tracks });
     }
-    let cues = chat_cues(chat, room_t0, &names, &mut notes);
+    let mut cues = chat_cues(chat, room_t0, &names, &mut notes);
+    // A cue does not stretch the room past its media (but is shown for CUE_MIN).
+    if let Some(media_end) = expected_end_ns {
+        for cue in &mut cues {
+            if cue.start_ns + cue.duration_ns > media_end {
+                cue.duration_ns = media_end.saturating_sub(cue.start_ns).max(CUE_MIN);
+            }
+        }
+    }
     if let Some(last) = cues.last() {
-        expected_end_ns = expected_end_ns.map(|e| e.max(last.start_ns));
+        expected_end_ns = expected_end_ns.map(|e| e.max(last.start_ns + last.duration_ns));
     }
     Ok(Plan { t0_unix_ms: room_t0, files: planned, cues, expected_end_ns, notes })
 }
@@ -377,7 +386,7 @@ mod tests {
 
     #[test]
     fn chat_lines_become_cues_at_their_room_time() {
-        let files = vec![probed(rec("a.webm", ("p1", "alice"), "camera", Some(10_000.0), None), Some(1_000_000_000))];
+        let files = vec![probed(rec("a.webm", ("p1", "alice"), "camera", Some(10_000.0), None), Some(10_000_000_000))];
         let mut binary = chat(13_000, ("p2", "bob"), "chat", None, vec![]);
         binary.binary_bytes = Some(8);
         let lines = vec![
@@ -385,6 +394,7 @@ mod tests {
             chat(9_000, ("p1", "alice"), "chat", Some("msg"), vec![json!("early")]),
             binary,
             chat(30_000, ("p2", "bob"), "ctrl", Some("raise-hand"), vec![json!({"up": true})]),
+            chat(19_800, ("p1", "alice"), "chat", Some("msg"), vec![json!("last word at the media's end")]),
         ];
         let p = plan(files, &lines).unwrap();
         let cues: Vec<(u64, u64, &str)> = p.cues.iter().map(|c| (c.start_ns, c.duration_ns, c.text.as_str())).collect();
@@ -394,10 +404,11 @@ mod tests {
                 (0, 2_500_000_000, "alice: early"),
                 (2_500_000_000, CUE_MIN, "alice: hello"),
                 (3_000_000_000, CUE_MAX, "bob [chat]: binary message, 8 bytes"),
-                (20_000_000_000, CUE_MAX, "bob [ctrl] raise-hand: {\"up\":true}"),
+                (9_800_000_000, CUE_MIN, "alice: last word at the media's end"),
+                (20_000_000_000, CUE_MIN, "bob [ctrl] raise-hand: {\"up\":true}"),
             ]
         );
         assert!(p.notes.iter().any(|n| n.contains("1 chat line(s) from before")), "{:?}", p.notes);
-        assert_eq!(p.expected_end_ns, Some(20_000_000_000));
+        assert_eq!(p.expected_end_ns, Some(20_000_000_000 + CUE_MIN));
     }
 }
