@@ -205,6 +205,14 @@ async fn a_room_muxes_onto_the_room_clock_with_titles_and_chat_and_also_when_cut
     }
     let (decoded, errors, _) = decode(&out);
     assert!(decoded && errors.is_empty(), "{errors}");
+    // The file says it lasts until its last frame (not the longest track's length).
+    let last_frame =
+        muxed.iter().filter(|t| t.kind != "subtitle").flat_map(|t| t.packets.last()).map(|p| p.0).fold(0.0, f64::max);
+    let duration = duration_of(&ffprobe(&out));
+    assert!(
+        duration >= last_frame && duration < last_frame + 0.6,
+        "duration {duration:.3} s, last frame at {last_frame:.3} s"
+    );
 
     // An existing output is kept unless --force.
     let before = std::fs::read(&out).unwrap();
@@ -330,6 +338,11 @@ fn gaps_stay_gaps_a_restarted_stream_gives_parts_and_old_manifests_are_placed_by
         let (from, to) = longest_gap(&audio.packets);
         assert!(from < offset + 2.1 && to > offset + 7.9, "part {part}: the audio gap is {from:.2}–{to:.2} s");
     }
+    let duration = duration_of(&ffprobe(&mux_output(d)));
+    assert!(
+        (duration - 22.25).abs() < 0.1,
+        "the room lasts to the end of part 2 (22.25 s), the file says {duration:.3} s"
+    );
     // Between the parts, nothing: the room's gap stays a gap too.
     let all_video: Vec<(f64, u64)> =
         muxed.iter().filter(|t| t.kind == "video").flat_map(|t| t.packets.clone()).collect();

@@ -5,7 +5,7 @@
 //! - [`scan`]: reads the room directory (manifests, media files, `chat.jsonl`).
 //! - [`plan`]: what goes where on the room clock, titles, chat cues (pure).
 //! - [`driver`]: GStreamer: each file's tracks, and the one muxing pipeline.
-//! - [`tag_strings`]: mends the track titles in the Tags `matroskamux` 1.22 writes escaped.
+//! - [`mend`]: fixes in place what `matroskamux` 1.22 writes wrong (escaped title tags, a short Duration).
 //! - [`report`]: the progress line and the final summary (pure).
 //!
 //! This module runs them in order and owns the output file: it refuses an
@@ -14,10 +14,10 @@
 //! (a killed one leaves the `.part`, which the next mux overwrites).
 
 pub mod driver;
+pub mod mend;
 pub mod plan;
 pub mod report;
 pub mod scan;
-pub mod tag_strings;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -86,7 +86,8 @@ pub fn run(opts: &MuxOptions, progress: &mut dyn FnMut(u64, Option<u64>)) -> Res
         }
     };
     let titles: Vec<String> = tracks.iter().map(|t| t.title.clone()).collect();
-    if let Err(error) = tag_strings::mend(&part, &titles) {
+    let end_ns = tracks.iter().filter_map(|t| t.end_ns).max().unwrap_or(0);
+    if let Err(error) = mend::titles(&part, &titles).and_then(|_| mend::duration(&part, end_ns)) {
         let _ = std::fs::remove_file(&part);
         return Err(MuxError::Io { path: part, error });
     }
