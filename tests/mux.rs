@@ -348,3 +348,66 @@ fn gaps_stay_gaps_a_restarted_stream_gives_parts_and_old_manifests_are_placed_by
         muxed.iter().filter(|t| t.kind == "video").flat_map(|t| t.packets.clone()).collect();
     assert!(!all_video.iter().any(|(t, _)| *t > 10.1 && *t < 12.2), "a frame between the parts");
 }
+
+/// `join` (our recorder in a room of another server; here a gateway that
+/// does not record) SIGKILLed mid-recording: its file has no cues, no
+/// duration and a cut last cluster, its manifest still says `recording`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_recorded_by_join_and_killed_mid_recording_muxes() {
+    let gw = start_gateway().await;
+    let recordings = tempfile::tempdir().unwrap();
+    let mut join = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_rtcio-gateway"))
+            .args(["join", "--server", &url(&gw), "--room", "killed", "--udp-bind", "127.0.0.1", "--name", "recorder"])
+            .arg("--recordings")
+            .arg(recordings.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let metrics = Metrics::new();
+    let mut alice = publisher(&url(&gw), "killed", "alice", &metrics);
+    recorder_connected(&mut alice).await;
+    let vp8 = source(Some(VideoCodec::Vp8));
+    alice.publish(vp8.stream("cam", "camera", None)).unwrap();
+    let dir = recordings.path().join("killed");
+    recordings_hold(&dir, 1, 3.0).await;
+    alice.emit_on("chat", "msg", &[json!("just before the kill")]).unwrap();
+    wait_until_sync("the chat line in chat.jsonl", LONG, || {
+        std::fs::read_to_string(dir.join("chat.jsonl")).is_ok_and(|t| t.contains("just before the kill"))
+    })
+    .await;
+    join.0.kill().unwrap(); // SIGKILL
+    join.0.wait().unwrap();
+    alice.shutdown().await;
+    gw.shutdown().await.unwrap();
+
+    let files: Vec<_> = manifests(&dir).into_iter().filter(|(_, m)| m["file"].is_string()).collect();
+    assert_eq!(files.len(), 1, "{files:#?}");
+    assert_eq!(files[0].1["state"], "recording", "killed before it could finish");
+    let source_file = file_of(&files[0].0, &files[0].1);
+    let run = run_mux(&dir, &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let out = mux_output(&dir);
+    print_measurement("a room recorded by join, SIGKILLed", &run, &out);
+    assert!(run.stdout.contains("interrupted"), "{}", run.stdout);
+    let muxed = tracks(&out);
+    let titles: Vec<&str> = muxed.iter().map(|t| t.title.as_str()).collect();
+    assert_eq!(titles, ["alice — camera (video)", "alice — camera (audio)", "chat"]);
+    for kind in ["video", "audio"] {
+        let src = source_track(&source_file, kind);
+        let got = track(&muxed, &format!("alice — camera ({kind})"));
+        // GStreamer and ffmpeg may disagree on a frame cut by the kill: compare what both read.
+        let n = got.packets.len().min(src.packets.len());
+        assert!(n + 2 >= src.packets.len() && n > 30, "{kind}: {} of {} frames", got.packets.len(), src.packets.len());
+        let src_prefix = Track { packets: src.packets[..n].to_vec(), ..src.clone() };
+        let got_prefix = Track { packets: got.packets[..n].to_vec(), ..got.clone() };
+        assert_passthrough_at(&got_prefix, &src_prefix, 0.0, kind);
+    }
+    let cues = subtitles(&out);
+    assert_eq!(cues.len(), 1, "{cues:?}");
+    assert_eq!(cues[0].2, "alice: just before the kill");
+    let (decoded, errors, _) = decode(&out);
+    assert!(decoded && errors.is_empty(), "{errors}");
+}
