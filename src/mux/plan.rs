@@ -136,11 +136,13 @@ pub fn plan(files: Vec<ProbedFile>, chat: &[ChatEntry]) -> Result<Plan, PlanErro
             notes.push(format!("{}: no tracks: skipped", r.file));
             continue;
         }
-        if r.state == "recording" {
-            notes.push(format!(
-                "{}: interrupted (manifest still says recording): muxed up to its last complete frame",
+        match r.state.as_str() {
+            "recording" => notes.push(format!(
+                "{}: interrupted or still being written (its manifest says recording): muxed up to its last complete frame",
                 r.file
-            ));
+            )),
+            "failed" => notes.push(format!("{}: its recording failed: muxed as far as it is readable", r.file)),
+            _ => {}
         }
         placed.push((t0, f));
     }
