@@ -151,6 +151,19 @@ pub fn plan(files: Vec<ProbedFile>, chat: &[ChatEntry]) -> Result<Plan, PlanErro
         return Err(PlanError::Nothing(notes));
     };
 
+    let by_arrival: Vec<&str> = placed
+        .iter()
+        .filter(|(_, f)| f.recording.clock_source.as_deref() == Some("arrival"))
+        .map(|(_, f)| f.recording.file.as_str())
+        .collect();
+    if !by_arrival.is_empty() {
+        notes.push(format!(
+            "{} of {} file(s) placed by the gateway's clock at the packets' arrival (no sender reports in the manifest), good to the network delay: {}",
+            by_arrival.len(),
+            placed.len(),
+            by_arrival.join(", ")
+        ));
+    }
     let names = display_names(placed.iter().map(|(_, f)| &f.recording), chat);
     let mut parts: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
     for (i, (_, f)) in placed.iter().enumerate() {
@@ -344,6 +357,7 @@ mod tests {
         ];
         let p = plan(files, &[]).unwrap();
         assert_eq!(p.files.len(), 2);
+        assert!(p.notes.iter().all(|n| !n.contains("arrival")), "no clock source said: no claim");
         assert_eq!(p.files[1].offset_ns, 1_000_000_000);
         assert_eq!(p.expected_end_ns, None);
         let notes = p.notes.join("\n");
@@ -355,6 +369,7 @@ mod tests {
     fn a_restarted_stream_gives_numbered_parts_and_same_names_get_ids() {
         let mut interrupted = rec("a2.webm", ("p1", "alice"), "camera", Some(20_000.0), None);
         interrupted.state = "recording".into();
+        interrupted.clock_source = Some("arrival".into());
         let files = vec![
             probed(rec("a1.webm", ("p1", "alice"), "camera", Some(10_000.0), None), None),
             probed(interrupted, None),
@@ -373,6 +388,13 @@ mod tests {
             ]
         );
         assert!(p.notes.iter().any(|n| n.starts_with("a2.webm: interrupted")), "{:?}", p.notes);
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.starts_with("1 of 4 file(s) placed by the gateway's clock") && n.ends_with(": a2.webm")),
+            "{:?}",
+            p.notes
+        );
     }
 
     #[test]
