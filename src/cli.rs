@@ -29,6 +29,10 @@ pub enum Command {
     Publish(PublishArgs),
     /// Relay one stream of a room on any rtc.io server to an RTMP URL until stopped.
     Relay(RelayArgs),
+    /// Mux every recording of a room directory into one Matroska file on the
+    /// room clock (tracks titled by participant, chat as subtitles), without
+    /// re-encoding. Works on rooms of `serve` and `join`, also interrupted ones.
+    Mux(MuxArgs),
     /// Inspect the pipeline templates.
     #[command(subcommand)]
     Pipelines(PipelinesCommand),
@@ -187,6 +191,20 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
         return Err("width and height must be between 16 and 4096".into());
     }
     Ok((w, h))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MuxArgs {
+    /// The room's recordings directory (`<recordings>/<room>`), with the
+    /// recordings' `.json` manifests and `chat.jsonl`.
+    #[arg(value_name = "ROOM DIR")]
+    pub room_dir: PathBuf,
+    /// Output file [default: <ROOM DIR>/room.mkv].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]

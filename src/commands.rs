@@ -1,7 +1,7 @@
 //! The `join`, `relay` and `publish` subcommands: a participant in one room
 //! of any rtc.io server, printing what happens as it happens (one line per
-//! event on stdout; progress and diagnostics go to the log on stderr), and
-//! `pipelines check|list`.
+//! event on stdout; progress and diagnostics go to the log on stderr),
+//! `pipelines check|list`, and `mux` (a room directory into one file).
 
 use std::io::Write;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use std::sync::Arc;
 
-use crate::cli::{JoinArgs, MediaArgs, PublishArgs, RelayArgs, RoomArgs};
+use crate::cli::{JoinArgs, MediaArgs, MuxArgs, PublishArgs, RelayArgs, RoomArgs};
 use crate::media::source::{AudioCodec, Input, MediaSource, SourceConfig, short_id};
 use crate::media::templates::TemplateSet;
 use crate::metrics::Metrics;
@@ -35,6 +35,8 @@ pub enum CommandError {
     Refused(String),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Mux(#[from] crate::mux::MuxError),
 }
 
 fn participant_config(args: &RoomArgs, default_name: &str) -> ParticipantConfig {
@@ -319,4 +321,27 @@ pub fn pipelines(dir: Option<&std::path::Path>, strict: bool, list: bool) -> Res
         println!("{}", if ok { "all templates usable" } else { "some templates are unusable" });
     }
     Ok(ok)
+}
+
+/// `rtcio-gateway mux`: a progress line on stderr while it runs (when stderr
+/// is a terminal), the summary on stdout at the end.
+pub fn mux(args: MuxArgs) -> Result<(), CommandError> {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let options = crate::mux::MuxOptions { room_dir: args.room_dir, out: args.out, force: args.force };
+    let mut shown = false;
+    let result = crate::mux::run(&options, &mut |position, total| {
+        if tty {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{}", crate::mux::report::progress_line(position, total));
+            let _ = err.flush();
+            shown = true;
+        }
+    });
+    if shown {
+        eprint!("\r\x1b[2K");
+    }
+    let report = result?;
+    print!("{}", crate::mux::report::summary(&report));
+    Ok(())
 }

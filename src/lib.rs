@@ -3,7 +3,7 @@
 //!
 //! Module map (each module's own `//!` docs say what it owns):
 //! - [`cli`]: the command-line tree (clap derive); doc comments are the `--help` text.
-//! - [`commands`]: the `join`, `relay`, `publish` and `pipelines` subcommands (one room of any rtc.io server).
+//! - [`commands`]: the `join`, `relay`, `publish`, `pipelines` and `mux` subcommands.
 //! - [`config`]: configuration (TOML file → `RTCIO_GATEWAY_*` env → flags) and its validation.
 //! - [`server`]: binds, runs and gracefully shuts down one gateway instance.
 //! - [`http`]: the axum router: socket.io, `/metrics`, `/healthz`, `/readyz`, the status page.
@@ -14,6 +14,7 @@
 //! - [`sio_client`]: a small socket.io v4 WebSocket client (tests, benchmarks, the participant).
 //! - [`participant`]: the headless rtc.io participant (webrtc-rs peer connections, data channels, tracks).
 //! - [`media`]: GStreamer plumbing: test sources, recording/relay pipelines, their templates, RTP policy.
+//! - [`mux`]: `mux`: a room directory's recordings and chat into one Matroska file on the room clock.
 //! - [`recorder`]: recordings (files + manifests), relays and chat logs of rooms, and which rooms get them.
 //! - [`webhooks`]: signed `POST`s about recordings and relays, their queue and retries.
 //! - [`metrics`]: every Prometheus metric, defined in one place (prefix `rtcio_gateway_`).
@@ -37,6 +38,7 @@ pub mod ids;
 pub mod media;
 pub mod memory;
 pub mod metrics;
+pub mod mux;
 pub mod participant;
 pub mod protocol;
 pub mod recorder;

@@ -72,6 +72,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
+        Command::Mux(args) => {
+            init_cli_logging("warn");
+            rtcio_gateway::commands::mux(args)?;
+            Ok(())
+        }
         Command::Publish(args) => {
             init_cli_logging(&args.room.log_level);
             runtime()?.block_on(rtcio_gateway::commands::publish(args))?;

@@ -3,6 +3,7 @@
 
 pub mod marks;
 pub mod media;
+pub mod mux;
 pub mod peers;
 pub mod wait;
 pub mod webhooks;
