@@ -225,7 +225,7 @@ async fn h264_matroska_recording_keeps_sync_marks_in_lip_sync() {
 /// `media::source::SYNC_MARKS_SEND_DELAY`) plus at most half a frame
 /// (16.7 ms) after them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flashes_of_two_staggered_publishers_land_on_even_seconds_of_the_wall_clock() {
+async fn flashes_of_two_staggered_publishers_land_on_even_seconds_of_the_wall_clock_and_together_in_the_mux() {
     let (_dir, files) = record_marks("sync-wall", VideoCodec::Vp8, 2, 3.0, 6.0).await;
     let mut failures = Vec::new();
     for (i, (file, manifest)) in files.iter().enumerate() {
@@ -251,6 +251,57 @@ async fn flashes_of_two_staggered_publishers_land_on_even_seconds_of_the_wall_cl
             .extend(errors.iter().filter(|e| e.abs() > WALL_TOLERANCE_MS).map(|e| format!("publisher {i}: {e:.1} ms")));
     }
     assert!(failures.is_empty(), "flashes off their even second by more than {WALL_TOLERANCE_MS} ms: {failures:?}");
+
+    // `mux` puts both on the room clock: the same mark of the two publishers
+    // (their flashes at one even second) comes at the same time in its output.
+    let room_dir = files[0].0.parent().unwrap();
+    let run = common::mux::run_mux(room_dir, &[]);
+    assert_eq!(run.code, 0, "mux failed: {}{}", run.stdout, run.stderr);
+    let muxed = common::mux::mux_output(room_dir);
+    let per_track: Vec<Vec<f64>> = (0..2).map(|i| video_flashes(&muxed, i)).collect();
+    let mut apart = Vec::new();
+    for a in &per_track[0] {
+        // The other publisher's flash of the same mark: the nearest one, marks being 2 s apart.
+        if let Some(b) = per_track[1].iter().copied().min_by(|x, y| (x - a).abs().total_cmp(&(y - a).abs()))
+            && (b - a).abs() < 1.0
+        {
+            apart.push(b - a);
+        }
+    }
+    println!("mux: flashes per video track {per_track:?}; the same mark apart by {}", summary_ms(&apart));
+    assert!(apart.len() >= 2, "fewer than two marks of both publishers in the mux output: {per_track:?}");
+    let worst = apart.iter().fold(0f64, |w, d| w.max(d.abs()));
+    assert!(worst <= WALL_TOLERANCE_MS / 1000.0, "the same mark {:.1} ms apart in the mux output", worst * 1000.0);
+}
+
+/// Flash times (s) of the `index`-th video track of a file, decoded by
+/// ffmpeg: frames whose mean luma (signalstats YAVG) jumps above 200.
+fn video_flashes(path: &Path, index: usize) -> Vec<f64> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", &format!("0:v:{index}"), "-vf", "signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-"])
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut flashes = Vec::new();
+    let (mut pts, mut was_bright) = (None, false);
+    for line in text.lines() {
+        if let Some(t) = line.split("pts_time:").nth(1) {
+            pts = t.trim().parse::<f64>().ok();
+        } else if let Some(y) = line.strip_prefix("lavfi.signalstats.YAVG=") {
+            let bright = y.trim().parse::<f64>().unwrap_or(0.0) > 200.0;
+            if bright
+                && !was_bright
+                && let Some(t) = pts
+            {
+                flashes.push(t);
+            }
+            was_bright = bright;
+        }
+    }
+    flashes
 }
 
 /// The publisher alone, without the gateway: every RTP packet is stamped with
