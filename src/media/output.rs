@@ -180,7 +180,10 @@ impl Input {
 enum SyncHold {
     Off,
     /// Holding for at most `hold` from the first packet (`until`, once it came).
-    Waiting { hold: Duration, until: Option<Duration> },
+    Waiting {
+        hold: Duration,
+        until: Option<Duration>,
+    },
     Done,
 }
 

@@ -317,14 +317,13 @@ mod tests {
 
     #[test]
     fn held_packets_before_the_first_report_get_sender_times_along_their_timestamps() {
-        let mut held = vec![(0u32, None), (960, None), (1920, Some(CAPTURE0 + 40 * MS)), (2880, Some(CAPTURE0 + 60 * MS))];
+        let mut held =
+            vec![(0u32, None), (960, None), (1920, Some(CAPTURE0 + 40 * MS)), (2880, Some(CAPTURE0 + 60 * MS))];
         backfill(&mut held, 48_000);
-        assert_eq!(held.iter().map(|p| p.1.unwrap()).collect::<Vec<_>>(), vec![
-            CAPTURE0,
-            CAPTURE0 + 20 * MS,
-            CAPTURE0 + 40 * MS,
-            CAPTURE0 + 60 * MS
-        ]);
+        assert_eq!(
+            held.iter().map(|p| p.1.unwrap()).collect::<Vec<_>>(),
+            vec![CAPTURE0, CAPTURE0 + 20 * MS, CAPTURE0 + 40 * MS, CAPTURE0 + 60 * MS]
+        );
         let mut none = vec![(0u32, None), (960, None)];
         backfill(&mut none, 48_000);
         assert!(none.iter().all(|p| p.1.is_none()));
