@@ -7,6 +7,10 @@
 //! rebuilds everything after a signaling reconnect (we come back with a new
 //! socket id, so the peers do too).
 //!
+//! Server events the participant does not act on itself (rtc.io's
+//! `media-state`, `chat-message`, ...) are handed on as [`ServerEvent`]s on
+//! their own channel ([`Participant::take_server_events`]).
+//!
 //! Sessions are kept in a [`SessionTable`] by peer id *and* serial number: a
 //! session that ends reports its own [`SessionId`], and only removes itself if
 //! it is still the peer's current session — a peer that left the room and
@@ -57,13 +61,25 @@ enum Command {
     Binary { channel: Channel, data: Bytes },
     MediaChanged,
     Envelope { target: String, data: Value },
+    Server { event: String, arg: Value },
     Rejoin,
+}
+
+/// A server event the participant heard but does not act on (`media-state`, `chat-message`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerEvent {
+    pub event: String,
+    /// Its first argument (null if none).
+    pub arg: Value,
+    /// When it arrived (gateway wall clock).
+    pub at: std::time::SystemTime,
 }
 
 /// A running participant. Dropping it (or [`Participant::shutdown`]) leaves the room.
 pub struct Participant {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<ParticipantEvent>,
+    server_events: Option<mpsc::UnboundedReceiver<ServerEvent>>,
     local: Arc<parking_lot::RwLock<LocalMedia>>,
     cancel: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -85,8 +101,27 @@ impl Participant {
             metrics,
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(shared, link_events, cmd_rx, cancel.clone()));
-        Ok(Participant { commands: cmd_tx, events: events_rx, local, cancel, task: Some(task) })
+        let (server_tx, server_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(shared, link_events, cmd_rx, server_tx, cancel.clone()));
+        Ok(Participant {
+            commands: cmd_tx,
+            events: events_rx,
+            server_events: Some(server_rx),
+            local,
+            cancel,
+            task: Some(task),
+        })
+    }
+
+    /// The server events the participant does not act on, as they arrive
+    /// (once: later calls get `None`). Untaken, they are dropped.
+    pub fn take_server_events(&mut self) -> Option<mpsc::UnboundedReceiver<ServerEvent>> {
+        self.server_events.take()
+    }
+
+    /// Emit a server event (e.g. `media-state {roomId, mic, cam}`) on the signaling connection.
+    pub fn emit_server(&self, event: &str, arg: Value) -> Result<(), ParticipantError> {
+        self.commands.send(Command::Server { event: event.into(), arg }).map_err(|_| ParticipantError::Stopped)
     }
 
     /// The next thing that happened; `None` once the participant stopped.
@@ -232,6 +267,7 @@ async fn run(
     shared: Arc<SessionShared>,
     mut link_events: mpsc::UnboundedReceiver<LinkEvent>,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    server_events: mpsc::UnboundedSender<ServerEvent>,
     cancel: CancellationToken,
 ) {
     let metrics = shared.metrics.clone();
@@ -273,6 +309,7 @@ async fn run(
                 }
                 Some(Command::Envelope { target, data }) => shared.link.send_envelope(&target, data),
                 Some(Command::Rejoin) => shared.link.rejoin(),
+                Some(Command::Server { event, arg }) => shared.link.emit(&event, arg),
                 Some(Command::MediaChanged) => {
                     for s in sessions.values() {
                         s.send(SessionInput::LocalMediaChanged);
@@ -344,6 +381,7 @@ async fn run(
                 }
                 Some(LinkEvent::Other { event, arg }) => {
                     tracing::debug!(%event, ?arg, "server event");
+                    let _ = server_events.send(ServerEvent { event, arg, at: std::time::SystemTime::now() });
                 }
             },
         }

@@ -29,3 +29,6 @@ pub mod runner;
 pub mod status;
 pub mod stream;
 pub mod stream_context;
+pub mod timeline;
+pub mod timeline_file;
+pub mod vtt;
