@@ -456,10 +456,10 @@ impl RoomRecorder {
         for (file, messages) in self.timeline.take_due_sidecars() {
             result = result.and(timeline_file::write_sidecar(&dir, &file, &messages));
         }
-        result = result.and(timeline_file::write_timeline(&dir, &self.timeline));
-        self.timeline.written(now);
-        match result {
-            Ok(()) => self.timeline_failed = false,
+        let written = timeline_file::write_timeline(&dir, &self.timeline);
+        self.timeline.written(now, *written.as_ref().unwrap_or(&0));
+        match result.and(written) {
+            Ok(_) => self.timeline_failed = false,
             Err(e) if !self.timeline_failed => {
                 self.timeline_failed = true;
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot write room.json or a .vtt sidecar");

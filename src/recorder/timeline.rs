@@ -23,7 +23,11 @@
 //! size), and once the old runs hold [`MAX_RUNS`] runs or
 //! [`MAX_PREVIOUS_EVENTS`] events the old file is archived beside it (see
 //! [`super::timeline_file`]) and `room.json` starts afresh. So one
-//! `room.json` stays below roughly `(MAX_RUNS + 1) × MAX_RUN_EVENTS` events.
+//! `room.json` holds fewer than `MAX_PREVIOUS_EVENTS + MAX_RUN_EVENTS`
+//! (15 000) events: ≈ 160 bytes each for short chat lines and mute
+//! changes (≈ 0.8 MB for a full run), at most ≈ 700 bytes each with the
+//! longest listed arguments (≈ 10 MB in all). Writes are debounced by size
+//! (see [`DEBOUNCE`]).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,13 +47,17 @@ pub const VERSION: u32 = 1;
 /// Events one run keeps; later ones are counted, not listed.
 pub const MAX_RUN_EVENTS: usize = 5_000;
 /// A message's arguments are listed when their JSON is at most this long.
-pub const MAX_ARGS_BYTES: usize = 1024;
+pub const MAX_ARGS_BYTES: usize = 512;
 /// Old runs kept in one `room.json` before it is archived.
 pub const MAX_RUNS: usize = 20;
 /// Old runs' events kept in one `room.json` before it is archived.
-pub const MAX_PREVIOUS_EVENTS: usize = 20_000;
-/// At most one write per this long while things change.
+pub const MAX_PREVIOUS_EVENTS: usize = 10_000;
+/// At most one write per this long while things change — per started
+/// [`WRITE_BUDGET`] bytes of the last write, so a big `room.json` is
+/// rewritten less often (at most about 1 MiB/s of writes).
 pub const DEBOUNCE: Duration = Duration::from_secs(1);
+/// See [`DEBOUNCE`].
+pub const WRITE_BUDGET: usize = 1 << 20;
 
 /// A member of the room as the timeline names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -236,6 +244,8 @@ pub struct Timeline {
     /// Changed since the last write.
     dirty: bool,
     last_write: Option<Instant>,
+    /// The length of the last write.
+    last_bytes: usize,
 }
 
 impl Timeline {
@@ -252,6 +262,7 @@ impl Timeline {
             events_omitted: 0,
             dirty: true,
             last_write: None,
+            last_bytes: 0,
         }
     }
 
@@ -361,10 +372,11 @@ impl Timeline {
     }
 
     /// Whether `room.json` should be written now: something changed and the
-    /// last write is at least [`DEBOUNCE`] ago.
+    /// last write is at least [`DEBOUNCE`] (per started [`WRITE_BUDGET`]) ago.
     pub fn due(&self, now: Instant) -> bool {
+        let wait = DEBOUNCE * self.last_bytes.div_ceil(WRITE_BUDGET).max(1) as u32;
         (self.dirty || self.files.iter().any(|f| f.vtt_dirty))
-            && self.last_write.is_none_or(|last| now.duration_since(last) >= DEBOUNCE)
+            && self.last_write.is_none_or(|last| now.duration_since(last) >= wait)
     }
 
     /// The files whose sidecars must be rewritten, with their cues' events;
@@ -385,10 +397,11 @@ impl Timeline {
         due
     }
 
-    /// `room.json` was written (or attempted) at `now`.
-    pub fn written(&mut self, now: Instant) {
+    /// `room.json` (`bytes` long) was written, or attempted, at `now`.
+    pub fn written(&mut self, now: Instant, bytes: usize) {
         self.dirty = false;
         self.last_write = Some(now);
+        self.last_bytes = bytes;
     }
 
     /// This run as `room.json` shows it.
@@ -512,18 +525,24 @@ mod tests {
         let start = Instant::now();
         let mut t = Timeline::new("r", None, at(T));
         assert!(t.due(start), "a new timeline is written at once");
-        t.written(start);
+        t.written(start, 100);
         assert!(!t.due(start + DEBOUNCE * 5), "nothing changed");
         t.push(at(T + 1), EventKind::MemberJoined { peer: alice() });
         assert!(!t.due(start + DEBOUNCE / 2), "changed, but written too recently");
         assert!(t.due(start + DEBOUNCE));
-        t.written(start + DEBOUNCE);
+        t.written(start + DEBOUNCE, 100);
         // The same manifest again is no change.
         let m = manifest("a.webm", T);
         t.upsert_file(&m);
-        t.written(start + DEBOUNCE * 2);
+        t.written(start + DEBOUNCE * 2, 100);
         t.upsert_file(&m);
         assert!(!t.due(start + DEBOUNCE * 10));
+        // A big file waits longer: one debounce per started MiB.
+        t.push(at(T + 2), EventKind::MemberJoined { peer: alice() });
+        t.written(start, 2 * WRITE_BUDGET + 1);
+        t.push(at(T + 3), EventKind::MemberJoined { peer: alice() });
+        assert!(!t.due(start + DEBOUNCE * 2));
+        assert!(t.due(start + DEBOUNCE * 3));
     }
 
     #[test]
@@ -575,6 +594,47 @@ mod tests {
         let long = "y".repeat(MAX_ARGS_BYTES);
         let EventKind::Message { args, args_bytes, .. } = chat(&long) else { unreachable!() };
         assert_eq!((args, args_bytes), (None, Some(MAX_ARGS_BYTES + 4)), "[\"yyy…\"] is too long");
+    }
+
+    /// The sizes the module doc gives (`cargo test --lib timeline_size -- --nocapture` prints them).
+    #[test]
+    fn timeline_size() {
+        let mut full = 0;
+        for n in [100usize, 1_000, MAX_RUN_EVENTS] {
+            let mut t = Timeline::new("standup", None, at(T));
+            let peer = Member { id: "AbCdEfGhIjKlMnOpQrSt".into(), name: "alice".into() };
+            for i in 0..n {
+                let kind = match i % 10 {
+                    0 => EventKind::MediaState { peer: peer.clone(), mic: Some(i % 20 == 0), cam: Some(true) },
+                    1 => EventKind::MemberJoined { peer: peer.clone() },
+                    _ => Timeline::message(
+                        peer.clone(),
+                        "chat",
+                        Some("msg"),
+                        Some(&[json!(format!("hello number {i}, how are you?"))]),
+                        None,
+                    ),
+                };
+                t.push(at(T + i as u64 * 100), kind);
+            }
+            let bytes = serde_json::to_vec(&t.to_json()).unwrap().len();
+            println!("room.json of {n} events: {bytes} bytes ({} per event)", bytes / n);
+            assert!(bytes / n < 170, "{bytes} bytes for {n} events");
+            full = bytes;
+        }
+        assert!(full < 850_000, "a full run of short events: {full} bytes");
+        let mut t = Timeline::new("standup", None, at(T));
+        let peer = Member { id: "AbCdEfGhIjKlMnOpQrSt".into(), name: "alice".into() };
+        let longest = json!("x".repeat(MAX_ARGS_BYTES - 4));
+        for i in 0..100 {
+            t.push(
+                at(T + i),
+                Timeline::message(peer.clone(), "chat", Some("msg"), Some(std::slice::from_ref(&longest)), None),
+            );
+        }
+        let bytes = serde_json::to_vec(&t.to_json()).unwrap().len();
+        println!("room.json of 100 events with the longest listed arguments: {bytes} bytes");
+        assert!(bytes / 100 < 700, "{bytes}");
     }
 
     #[test]

@@ -53,12 +53,13 @@ pub fn take_earlier(room_dir: &Path, now: SystemTime) -> std::io::Result<Earlier
     Ok(Earlier::Archived(archive, why))
 }
 
-/// Write `<room dir>/room.json` (creating the directory).
-pub fn write_timeline(room_dir: &Path, timeline: &Timeline) -> std::io::Result<()> {
+/// Write `<room dir>/room.json` (creating the directory); returns its length.
+pub fn write_timeline(room_dir: &Path, timeline: &Timeline) -> std::io::Result<usize> {
     std::fs::create_dir_all(room_dir)?;
     let mut text = serde_json::to_vec(&timeline.to_json()).map_err(std::io::Error::other)?;
     text.push(b'\n');
-    write_atomic(&room_dir.join(timeline::FILE_NAME), &text)
+    write_atomic(&room_dir.join(timeline::FILE_NAME), &text)?;
+    Ok(text.len())
 }
 
 /// Write a file's `.vtt` sidecar from its messages; nothing while its `t0` is unknown.
