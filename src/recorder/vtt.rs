@@ -105,13 +105,11 @@ pub fn timestamp(ms: f64) -> String {
 /// space (a blank line would end the cue).
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut chars = 0;
-    for c in text.chars() {
-        if chars == MAX_CUE_CHARS {
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_CUE_CHARS {
             out.push('…');
             break;
         }
-        chars += 1;
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
