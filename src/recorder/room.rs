@@ -166,6 +166,10 @@ impl RoomRecorder {
         match (&self.plan.recording, &recording) {
             (None, Some(new)) => self.timeline.push(now, EventKind::RecordingStarted { by: new.by.clone() }),
             (Some(old), None) => self.timeline.push(now, EventKind::RecordingStopped { by: old.by.clone(), reason }),
+            // Taken over (a rule's recording started again over the API).
+            (Some(old), Some(new)) if old.by != new.by => {
+                self.timeline.push(now, EventKind::RecordingStarted { by: new.by.clone() })
+            }
             _ => {}
         }
         let old = self.record_target();
@@ -501,7 +505,14 @@ impl RoomRecorder {
         while let Ok(update) = self.file_updates.try_recv() {
             self.timeline.upsert_file(&update.manifest);
         }
-        self.timeline.end(SystemTime::now(), reason);
+        let now = SystemTime::now();
+        if let Some(spec) = &self.plan.recording {
+            self.timeline.push(now, EventKind::RecordingStopped { by: spec.by.clone(), reason });
+        }
+        if let Some(relay) = &self.plan.relay {
+            self.timeline.push(now, EventKind::RelayStopped { url: crate::redact::endpoint(&relay.url), reason });
+        }
+        self.timeline.end(now, reason);
         self.flush_timeline(Instant::now(), true);
         if let Some(chat) = &self.chat
             && let Err(e) = chat.sync()
