@@ -1,18 +1,61 @@
-// The WebVTT sidecar as a person uses it: a browser publishes and chats at
-// known moments, the gateway records it; then a page plays the recording in
-// a <video> with the recording's .vtt as a <track>, and every cue must fire
-// (`enter`) when the video's currentTime is at the cue's start — which must
-// be where the chat message happened on the file's time line.
+// The WebVTT sidecar as a person uses it: a browser publishes a picture that
+// flashes white at the moment it sends each chat message, the gateway
+// records it; the cues must sit where the flashes are in the file (found
+// by decoding it), and a page playing the recording in a <video> with the
+// recording's .vtt as a <track> must fire every cue (`enter`) when the
+// video's currentTime is at the cue's start.
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
+import { spawnSync } from "node:child_process";
 import { test } from "node:test";
-import { chatLog, scenario, sleep, waitForManifests } from "./harness.mjs";
+import { chatLog, recordingFile, scenario, sleep, waitForManifests } from "./harness.mjs";
 
 /** How far a cue's `enter` may be from its start in the playing video, s. */
 const CUE_TOLERANCE = 0.25;
+
+/** The times (s, file time line) where the picture turns from dark to bright. */
+function flashOnsets(file) {
+  const out = spawnSync(
+    "ffprobe",
+    ["-v", "error", "-f", "lavfi", "-i", `movie=${file},signalstats`, "-show_entries", "frame=pts_time:frame_tags=lavfi.signalstats.YAVG", "-of", "csv=p=0"],
+    { encoding: "utf8" },
+  );
+  if (out.status !== 0) throw new Error(`ffprobe signalstats ${file}: ${out.stderr}`);
+  const onsets = [];
+  let bright = false;
+  for (const line of out.stdout.split("\n").filter(Boolean)) {
+    const [time, luma] = line.split(",").map(Number);
+    const now = luma > 128;
+    if (now && !bright) onsets.push(time);
+    bright = now;
+  }
+  return onsets;
+}
+
+/** Publish a canvas: black with a moving grey square, white while `window.flashUntil` is ahead. */
+function publishFlasher(peer) {
+  return peer.page.evaluate(() => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 320;
+    canvas.height = 240;
+    const ctx = canvas.getContext("2d");
+    window.flashUntil = 0;
+    let n = 0;
+    setInterval(() => {
+      ctx.fillStyle = performance.now() < window.flashUntil ? "#fff" : "#000";
+      ctx.fillRect(0, 0, 320, 240);
+      ctx.fillStyle = "#808080";
+      ctx.fillRect((n++ * 4) % 300, 110, 20, 20);
+    }, 20);
+    const media = canvas.captureStream(30);
+    window.streams = { [media.id]: media };
+    window.client.emit("camera", { cam: window.client.stream(media) });
+    return media.id;
+  });
+}
 
 /** `hh:mm:ss.mmm` → seconds. */
 const seconds = (t) => t.split(":").reduce((acc, p) => acc * 60 + Number(p), 0);
@@ -66,15 +109,19 @@ test("a recording's .vtt fires its chat cues at the moments the chat happened", 
     const room = "browser-vtt";
     const alice = await fixture.openClient({ url: gw.url, room, name: "alice" });
     await alice.waitFor("peer-connect to the recorder", (e) => e.type === "peer-connect");
-    await alice.publish("camera");
+    await publishFlasher(alice);
     const roomDir = path.join(gw.recordings, room);
     await waitForManifests(roomDir, "a recording in progress", (all) => all.some((m) => m.state === "recording"));
-    // Chat at known moments, 1.5 s apart, with text that needs escaping.
+    // Chat at known moments, 1.5 s apart, with text that needs escaping; the picture flashes at each.
     const sent = [];
     await sleep(1500);
     for (let i = 0; i < 4; i++) {
-      sent.push(Date.now());
-      await alice.chat("chat", "msg", `cue <${i}> & "more"`);
+      const at = await alice.page.evaluate((text) => {
+        window.flashUntil = performance.now() + 400;
+        window.client.channel("chat").emit("msg", text);
+        return Date.now();
+      }, `cue <${i}> & "more"`);
+      sent.push(at);
       await sleep(1500);
     }
     await alice.leave();
@@ -110,6 +157,15 @@ test("a recording's .vtt fires its chat cues at the moments the chat happened", 
       // Sent from this machine's clock: the message reached the gateway within a moment.
       const late = heard[i].unix_ms - sent[i];
       assert.ok(late >= -5 && late < 500, `message ${i} heard ${late} ms after it was sent`);
+    }
+
+    // Each cue is where its flash is in the picture.
+    const onsets = flashOnsets(recordingFile(manifest));
+    assert.equal(onsets.length, cues.length, `flashes at ${onsets}, cues at ${cues.map((c) => c.start)}`);
+    const offsets = cues.map((c, i) => c.start - onsets[i]);
+    console.log(`cue start − flash in the file (s): ${offsets.map((e) => e.toFixed(3)).join(", ")}`);
+    for (const [i, offset] of offsets.entries()) {
+      assert.ok(Math.abs(offset) <= CUE_TOLERANCE, `cue ${i} at ${cues[i].start} s, its flash at ${onsets[i]} s`);
     }
 
     // A person's view: the recording plays with the sidecar as its subtitles.
