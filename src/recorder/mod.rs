@@ -3,6 +3,9 @@
 //! - [`naming`]: safe paths and file names (pure).
 //! - [`manifest`]: the `.json` sidecar of each recording.
 //! - [`chat_log`]: a room's `chat.jsonl`.
+//! - [`timeline`]: a room's timeline `room.json` — its files' `t0` and its events on one clock (sans-IO).
+//! - [`vtt`]: the WebVTT sidecar of a recording: its messages as cues on the file's time line (pure).
+//! - [`timeline_file`]: reading, archiving and atomically writing `room.json` and the `.vtt` sidecars.
 //! - `record_file`: one recording file: its free name, its manifest, its byte count.
 //! - [`file_events`]: each manifest a stream task writes, copied to its room (a leaf).
 //! - [`stream_context`]: who and what a received stream is (a leaf).
