@@ -1,8 +1,7 @@
 //! Everything recorded from one room: a [`StreamHandle`] per received
 //! stream (its file, and the relay if this stream is the one relayed), the
 //! room's `chat.jsonl`, and its timeline `room.json` with the recordings'
-//! `.vtt` sidecars ([`super::timeline`], written by
-//! [`super::timeline_file`]). Driven by the participant's events; whoever
+//! `.vtt` sidecars ([`super::room_timeline`]). Driven by the participant's events; whoever
 //! owns the participant (the `join`/`relay` commands, the auto-recorder of
 //! `serve`) passes every event to [`RoomRecorder::on_event`], every server
 //! event to [`RoomRecorder::on_server_event`], every manifest the stream
@@ -16,17 +15,16 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::chat_log::{ChatLog, Origin};
 use super::end_reason::EndReason;
-use super::file_events::{FileEvents, FileUpdate};
+use super::file_events::FileUpdate;
 use super::naming;
+use super::room_timeline::RoomTimeline;
 use super::status::{RoomStatus, StreamStatus};
 use super::stream::{OutputReport, OutputSettings, StreamCommand, StreamHandle, Target};
 use super::stream_context::StreamContext;
-use super::timeline::{EventKind, Member, Timeline};
-use super::timeline_file::{self, Earlier};
+use super::timeline::EventKind;
 use crate::participant::channels::Channel;
 use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo, StreamEnd};
 use crate::participant::streams::StreamEvents;
@@ -91,21 +89,14 @@ pub struct RoomRecorder {
     status: RoomStatus,
     /// Since when the room is being recorded.
     recording_since: Option<std::time::Instant>,
-    /// `room.json` of this run, and where it goes (once the room is recorded).
-    timeline: Timeline,
-    timeline_dir: Option<PathBuf>,
-    timeline_failed: bool,
-    /// The members' names by socket id (for server events, which carry only the id).
-    members: HashMap<String, String>,
-    files: FileEvents,
-    file_updates: mpsc::UnboundedReceiver<FileUpdate>,
+    /// `room.json` of this run and the `.vtt` sidecars.
+    timeline: RoomTimeline,
 }
 
 impl RoomRecorder {
     pub fn new(plan: RoomPlan, settings: OutputSettings) -> RoomRecorder {
-        let (files, file_updates) = mpsc::unbounded_channel();
         let now = SystemTime::now();
-        let mut timeline = Timeline::new(&plan.room, plan.server.clone(), now);
+        let mut timeline = RoomTimeline::new(&plan.room, plan.server.clone(), now);
         if let Some(spec) = &plan.recording {
             timeline.push(now, EventKind::RecordingStarted { by: spec.by.clone() });
         }
@@ -115,11 +106,6 @@ impl RoomRecorder {
         let mut recorder = RoomRecorder {
             recording_since: plan.recording.as_ref().map(|_| std::time::Instant::now()),
             timeline,
-            timeline_dir: None,
-            timeline_failed: false,
-            members: HashMap::new(),
-            files: FileEvents::new(files),
-            file_updates,
             plan,
             status: RoomStatus::default(),
             settings,
@@ -237,7 +223,17 @@ impl RoomRecorder {
     }
 
     pub fn on_event(&mut self, event: ParticipantEvent) {
-        self.note(&event);
+        let noted = match &event {
+            ParticipantEvent::Message(m) => self.logs(&m.channel),
+            ParticipantEvent::Binary { channel, .. } => self.logs(channel),
+            ParticipantEvent::StreamStarted { peer, stream_id, .. } => {
+                !self.streams.contains_key(&(peer.id.clone(), stream_id.clone()))
+            }
+            _ => true,
+        };
+        if noted {
+            self.timeline.note(&event, SystemTime::now());
+        }
         match event {
             ParticipantEvent::StreamStarted { peer, stream_id, events, kinds } => {
                 let key = (peer.id.clone(), stream_id.clone());
@@ -263,7 +259,7 @@ impl RoomRecorder {
                     events: events.clone(),
                     expected_kinds: kinds,
                     status: self.status.clone(),
-                    files: self.files.clone(),
+                    files: self.timeline.file_events(),
                 };
                 let handle = StreamHandle::start(context, targets, self.settings.clone());
                 self.streams.insert(key, StreamEntry { handle, peer, events, has_video: false });
@@ -352,123 +348,30 @@ impl RoomRecorder {
         self.chat.as_mut()
     }
 
-    /// Put a participant event on the timeline (messages only when they are
-    /// logged to `chat.jsonl`, with the same time).
-    fn note(&mut self, event: &ParticipantEvent) {
-        let now = SystemTime::now();
-        let kind = match event {
-            ParticipantEvent::Joined { own_id, members } => {
-                self.members = members.iter().map(|m| (m.id.clone(), m.name.clone())).collect();
-                EventKind::GatewayJoined { own_id: own_id.clone(), members: members.iter().map(member).collect() }
-            }
-            ParticipantEvent::SignalingLost { reason } => EventKind::SignalingLost { reason: reason.clone() },
-            ParticipantEvent::PeerConnected(peer) => {
-                self.members.insert(peer.id.clone(), peer.name.clone());
-                EventKind::MemberJoined { peer: member(peer) }
-            }
-            ParticipantEvent::PeerDisconnected { peer, reason } => {
-                EventKind::MemberLeft { peer: member(peer), reason: reason.clone() }
-            }
-            ParticipantEvent::StreamStarted { peer, stream_id, events, .. } => {
-                if self.streams.contains_key(&(peer.id.clone(), stream_id.clone())) {
-                    return;
-                }
-                EventKind::StreamStarted {
-                    peer: member(peer),
-                    stream_id: stream_id.clone(),
-                    event: super::manifest::primary_event(events.as_ref()),
-                    events: events.clone(),
-                }
-            }
-            ParticipantEvent::StreamMetadata { peer, stream_id, events } => EventKind::StreamMetadata {
-                peer: member(peer),
-                stream_id: stream_id.clone(),
-                event: super::manifest::primary_event(Some(events)),
-                events: events.clone(),
-            },
-            ParticipantEvent::StreamEnded { peer, stream_id, reason } => {
-                EventKind::StreamEnded { peer: member(peer), stream_id: stream_id.clone(), reason: reason.to_string() }
-            }
-            ParticipantEvent::Message(m) if self.logs(&m.channel) => {
-                let kind = Timeline::message(member(&m.peer), m.channel.name(), Some(&m.event), Some(&m.args), None);
-                self.timeline.push(m.at, kind);
-                return;
-            }
-            ParticipantEvent::Binary { peer, channel, data, at } if self.logs(channel) => {
-                let kind = Timeline::message(member(peer), channel.name(), None, None, Some(data.len()));
-                self.timeline.push(*at, kind);
-                return;
-            }
-            _ => return,
-        };
-        self.timeline.push(now, kind);
-    }
-
-    /// A server event the participant heard (rtc.io's `media-state
-    /// {id, mic, cam}` goes on the timeline; others are ignored).
-    pub fn on_server_event(&mut self, event: &str, arg: &Value, at: SystemTime) {
-        if event != crate::protocol::EV_MEDIA_STATE {
-            return;
-        }
-        let Some(id) = arg.get("id").and_then(Value::as_str) else {
-            tracing::debug!(?arg, "media-state without a member id ignored");
-            return;
-        };
-        let peer = Member { id: id.to_string(), name: self.members.get(id).cloned().unwrap_or_default() };
-        let flag = |key: &str| arg.get(key).and_then(Value::as_bool);
-        self.timeline.push(at, EventKind::MediaState { peer, mic: flag("mic"), cam: flag("cam") });
-    }
-
-    /// The next manifest a stream task wrote (never ends: the room holds a sender).
+    /// The next manifest a stream task wrote (never ends).
     pub async fn next_file_update(&mut self) -> FileUpdate {
-        match self.file_updates.recv().await {
-            Some(update) => update,
-            None => std::future::pending().await,
-        }
+        self.timeline.next_file_update().await
     }
 
     pub fn on_file_update(&mut self, update: FileUpdate) {
-        self.timeline.upsert_file(&update.manifest);
+        self.timeline.on_file_update(update);
     }
 
-    /// Once the room is recorded, its timeline has a directory: extend the
-    /// `room.json` there, or archive it if it is full or unreadable.
-    fn open_timeline(&mut self) {
-        if self.timeline_dir.is_some() {
-            return;
-        }
-        let Some(dir) = self.room_dir() else { return };
-        match timeline_file::take_earlier(&dir, SystemTime::now()) {
-            Ok(Earlier::None) => {}
-            Ok(Earlier::Extended(previous)) => self.timeline.set_previous(previous),
-            Ok(Earlier::Archived(path, why)) => {
-                tracing::warn!(archive = %path.display(), %why, "room.json cannot be extended; moved aside, a new one starts")
-            }
-            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot read room.json; a new one replaces it"),
-        }
-        self.timeline_dir = Some(dir);
+    /// A server event the participant heard (`media-state` goes on the timeline).
+    pub fn on_server_event(&mut self, event: &str, arg: &Value, at: SystemTime) {
+        self.timeline.on_server_event(event, arg, at);
     }
 
     /// Write `room.json` and the due `.vtt` sidecars if the timeline changed
-    /// and was not written in the last second (`force`: at once).
+    /// and was not written too recently (`force`: at once).
     pub fn flush_timeline(&mut self, now: Instant, force: bool) {
-        let Some(dir) = self.timeline_dir.clone() else { return };
-        if !force && !self.timeline.due(now) {
-            return;
-        }
-        let mut result = Ok(());
-        for (file, messages) in self.timeline.take_due_sidecars() {
-            result = result.and(timeline_file::write_sidecar(&dir, &file, &messages));
-        }
-        let written = timeline_file::write_timeline(&dir, &self.timeline);
-        self.timeline.written(now, *written.as_ref().unwrap_or(&0));
-        match result.and(written) {
-            Ok(_) => self.timeline_failed = false,
-            Err(e) if !self.timeline_failed => {
-                self.timeline_failed = true;
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot write room.json or a .vtt sidecar");
-            }
-            Err(_) => {}
+        self.timeline.flush(now, force);
+    }
+
+    /// Once the room is recorded, its timeline has a directory.
+    fn open_timeline(&mut self) {
+        if let Some(dir) = self.room_dir() {
+            self.timeline.open(&dir, SystemTime::now());
         }
     }
 
@@ -501,10 +404,6 @@ impl RoomRecorder {
         for ending in self.ending.drain(..) {
             self.reports.extend(ending.await.unwrap_or_default());
         }
-        // Every stream task is done: its last manifests are queued.
-        while let Ok(update) = self.file_updates.try_recv() {
-            self.timeline.upsert_file(&update.manifest);
-        }
         let now = SystemTime::now();
         if let Some(spec) = &self.plan.recording {
             self.timeline.push(now, EventKind::RecordingStopped { by: spec.by.clone(), reason });
@@ -512,8 +411,8 @@ impl RoomRecorder {
         if let Some(relay) = &self.plan.relay {
             self.timeline.push(now, EventKind::RelayStopped { url: crate::redact::endpoint(&relay.url), reason });
         }
-        self.timeline.end(now, reason);
-        self.flush_timeline(Instant::now(), true);
+        // Every stream task is done: their last manifests are queued.
+        self.timeline.finish(now, reason);
         if let Some(chat) = &self.chat
             && let Err(e) = chat.sync()
         {
@@ -529,10 +428,6 @@ fn relay_started(relay: &RelaySpec) -> EventKind {
         peer: relay.peer.clone(),
         event: relay.event.clone(),
     }
-}
-
-fn member(peer: &PeerInfo) -> Member {
-    Member { id: peer.id.clone(), name: peer.name.clone() }
 }
 
 fn relay_matches(spec: &RelaySpec, peer: &PeerInfo, events: Option<&StreamEvents>) -> bool {
