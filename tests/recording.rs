@@ -734,3 +734,55 @@ async fn the_room_timeline_and_vtt_sidecars_follow_a_publisher_who_chats_mutes_a
         std::fs::read_dir(&room_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_recorded_again_appends_a_run_to_its_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = recording_gateway(dir.path(), |c| c.recording.empty_room_grace_secs = 0).await;
+    let metrics = Metrics::new();
+    let room_dir = dir.path().join("again");
+    let read_timeline = || -> Result<serde_json::Value, String> {
+        let text = std::fs::read(room_dir.join("room.json")).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&text).map_err(|e| format!("room.json is not JSON: {e}"))
+    };
+    for run in 0..2 {
+        let mut alice = publisher(&url(&gw), "again", &format!("alice-{run}"), &metrics);
+        recorder_connected(&mut alice).await;
+        let media = source(Some(VideoCodec::Vp8));
+        alice.publish(media.stream(&format!("cam-{run}"), "camera", None)).unwrap();
+        recording_in_progress(&room_dir, "this run's recording", |m, secs| {
+            m["stream_id"] == format!("cam-{run}") && secs > 0.5
+        })
+        .await;
+        alice.shutdown().await;
+        // The room is empty: its run ends and says so in room.json.
+        wait_for_value(&format!("run {run} ended in room.json"), LONG, || {
+            std::future::ready(read_timeline().and_then(|doc| {
+                let ended = doc["runs"].as_array().map(|r| r.len() == run + 1) == Some(true)
+                    && doc["runs"][run]["ended_unix_ms"].is_u64();
+                if ended { Ok(()) } else { Err(doc.to_string()) }
+            }))
+        })
+        .await;
+    }
+    let doc = read_timeline().unwrap();
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{doc:#}");
+    for (i, run) in runs.iter().enumerate() {
+        assert_eq!(run["end_reason"], "room-empty", "{run:#}");
+        let files = run["files"].as_array().unwrap();
+        assert_eq!(files.len(), 1, "{run:#}");
+        assert_eq!(files[0]["stream_id"], format!("cam-{i}"));
+        assert_eq!(files[0]["state"], "finished");
+        let names: Vec<&str> = run["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "member-joined")
+            .map(|e| e["peer"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, [format!("alice-{i}")], "each run has its own members");
+    }
+    assert!(runs[0]["ended_unix_ms"].as_u64() <= runs[1]["started_unix_ms"].as_u64());
+    gw.shutdown().await.unwrap();
+}
