@@ -663,7 +663,8 @@ async fn the_room_timeline_and_vtt_sidecars_follow_a_publisher_who_chats_mutes_a
     let doc = wait_for_value("the finished file, the stream's end and alice leaving in room.json", LONG, || {
         std::future::ready(read_timeline().and_then(|doc| {
             let events = events_of(&doc);
-            let left = events.iter().any(|e| e["type"] == "member-left" && e["peer"]["name"] == "alice");
+            let left = events.iter().any(|e| e["type"] == "member-left" && e["peer"]["name"] == "alice")
+                && events.iter().any(|e| e["type"] == "user-disconnected");
             let ended = events.iter().any(|e| e["type"] == "stream-ended" && e["stream_id"] == "cam-1");
             let finished = doc["runs"][0]["files"][0]["state"] == "finished";
             if left && ended && finished { Ok(doc) } else { Err(doc.to_string()) }
@@ -689,6 +690,7 @@ async fn the_room_timeline_and_vtt_sidecars_follow_a_publisher_who_chats_mutes_a
     let member_id = find("member-joined")["peer"]["id"].clone();
     assert_eq!(find("media-state")["peer"]["id"], member_id);
     assert_eq!(find("stream-ended")["reason"], "peer-left");
+    assert_eq!(find("user-disconnected")["peer"], find("member-joined")["peer"], "alice left the room");
     let times: Vec<u64> = events.iter().map(|e| e["unix_ms"].as_u64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order: {times:?}");
 

@@ -8,8 +8,9 @@
 //! socket id, so the peers do too).
 //!
 //! Server events the participant does not act on itself (rtc.io's
-//! `media-state`, `chat-message`, ...) are handed on as [`ServerEvent`]s on
-//! their own channel ([`Participant::take_server_events`]).
+//! `media-state`, `chat-message`, ...), and the room's `user-connected` /
+//! `user-disconnected`, are handed on as [`ServerEvent`]s on their own
+//! channel ([`Participant::take_server_events`]).
 //!
 //! Sessions are kept in a [`SessionTable`] by peer id *and* serial number: a
 //! session that ends reports its own [`SessionId`], and only removes itself if
@@ -65,7 +66,9 @@ enum Command {
     Rejoin,
 }
 
-/// A server event the participant heard but does not act on (`media-state`, `chat-message`, ...).
+/// A server event the participant heard: one it does not act on (`media-state`,
+/// `chat-message`, ...), or a member entering or leaving the room
+/// (`user-connected {id, name}`, `user-disconnected {id}`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerEvent {
     pub event: String,
@@ -343,10 +346,14 @@ async fn run(
                     }
                 }
                 Some(LinkEvent::UserConnected { id, name }) => {
+                    let arg = serde_json::json!({"id": id, "name": name});
+                    let _ = server_events.send(ServerEvent { event: crate::protocol::EV_USER_CONNECTED.into(), arg, at: std::time::SystemTime::now() });
                     names.insert(id, name);
                 }
                 Some(LinkEvent::UserDisconnected { id }) => {
                     tracing::debug!(peer = %id, "user-disconnected: the peer is gone from the room");
+                    let arg = serde_json::json!({"id": id});
+                    let _ = server_events.send(ServerEvent { event: crate::protocol::EV_USER_DISCONNECTED.into(), arg, at: std::time::SystemTime::now() });
                     if let Some(s) = sessions.get(&id) {
                         s.send(SessionInput::PeerGone);
                     }

@@ -103,19 +103,32 @@ impl RoomTimeline {
         self.timeline.push(now, kind);
     }
 
-    /// A server event the participant heard: rtc.io's `media-state {id, mic,
-    /// cam}` goes on the timeline (the member's name filled in), others are ignored.
+    /// A server event the participant heard: `user-connected {id, name}`,
+    /// `user-disconnected {id}` and rtc.io's `media-state {id, mic, cam}` go on
+    /// the timeline (the member's name filled in), others are ignored.
     pub fn on_server_event(&mut self, event: &str, arg: &Value, at: SystemTime) {
-        if event != crate::protocol::EV_MEDIA_STATE {
+        use crate::protocol::{EV_MEDIA_STATE, EV_USER_CONNECTED, EV_USER_DISCONNECTED};
+        if ![EV_MEDIA_STATE, EV_USER_CONNECTED, EV_USER_DISCONNECTED].contains(&event) {
             return;
         }
         let Some(id) = arg.get("id").and_then(Value::as_str) else {
-            tracing::debug!(?arg, "media-state without a member id ignored");
+            tracing::debug!(%event, ?arg, "server event without a member id ignored");
             return;
         };
+        if event == EV_USER_CONNECTED {
+            let name = arg.get("name").and_then(Value::as_str).unwrap_or_default();
+            self.members.insert(id.to_string(), name.to_string());
+        }
         let peer = Member { id: id.to_string(), name: self.members.get(id).cloned().unwrap_or_default() };
-        let flag = |key: &str| arg.get(key).and_then(Value::as_bool);
-        self.timeline.push(at, EventKind::MediaState { peer, mic: flag("mic"), cam: flag("cam") });
+        let kind = match event {
+            EV_USER_CONNECTED => EventKind::UserConnected { peer },
+            EV_USER_DISCONNECTED => EventKind::UserDisconnected { peer },
+            _ => {
+                let flag = |key: &str| arg.get(key).and_then(Value::as_bool);
+                EventKind::MediaState { peer, mic: flag("mic"), cam: flag("cam") }
+            }
+        };
+        self.timeline.push(at, kind);
     }
 
     /// The next manifest a stream task wrote (never ends: we hold a sender).
@@ -212,6 +225,7 @@ mod tests {
         let mut t = RoomTimeline::new("r", None, at(0));
         let bob = PeerInfo { id: "b1".into(), name: "bob".into() };
         t.note(&ParticipantEvent::Joined { own_id: "me".into(), members: vec![bob.clone()] }, at(1));
+        t.on_server_event("user-connected", &json!({"id": "a1", "name": "alice"}), at(2));
         t.note(&ParticipantEvent::PeerConnected(alice()), at(2));
         t.on_server_event("media-state", &json!({"id": "a1", "roomId": "r", "mic": false, "cam": true}), at(3));
         t.on_server_event("media-state", &json!({"id": "b1", "mic": true}), at(4));
@@ -230,6 +244,7 @@ mod tests {
             at(8),
         );
         t.note(&ParticipantEvent::PeerDisconnected { peer: alice(), reason: "closed".into() }, at(9));
+        t.on_server_event("user-disconnected", &json!({"id": "a1"}), at(9));
         let events = &t.timeline().to_json()["runs"][0]["events"];
         let summary: Vec<(u64, &str)> = events
             .as_array()
@@ -241,18 +256,22 @@ mod tests {
             summary,
             [
                 (1, "gateway-joined"),
+                (2, "user-connected"),
                 (2, "member-joined"),
                 (3, "media-state"),
                 (4, "media-state"),
                 (7, "message"),
                 (8, "stream-ended"),
-                (9, "member-left")
+                (9, "member-left"),
+                (9, "user-disconnected")
             ],
             "a media-state without an id and other server events are left out; a message keeps its own time"
         );
-        assert_eq!(events[2]["peer"], json!({"id": "a1", "name": "alice"}));
-        assert_eq!(events[3]["peer"], json!({"id": "b1", "name": "bob"}), "a member known from the join");
-        assert_eq!(events[5]["reason"], "peer-left");
+        assert_eq!(events[1]["peer"], json!({"id": "a1", "name": "alice"}));
+        assert_eq!(events[3]["peer"], json!({"id": "a1", "name": "alice"}));
+        assert_eq!(events[4]["peer"], json!({"id": "b1", "name": "bob"}), "a member known from the join");
+        assert_eq!(events[6]["reason"], "peer-left");
+        assert_eq!(events[8]["peer"]["name"], "alice", "the name is known from user-connected");
 
         // Not written before the room has a directory; written at the end.
         t.flush(Instant::now(), true);

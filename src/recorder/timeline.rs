@@ -80,6 +80,15 @@ pub enum EventKind {
     SignalingLost {
         reason: String,
     },
+    /// A member entered the room (the server's `user-connected`; members
+    /// already there are listed by `gateway-joined`).
+    UserConnected {
+        peer: Member,
+    },
+    /// A member left the room (the server's `user-disconnected`).
+    UserDisconnected {
+        peer: Member,
+    },
     /// A member's connection to the gateway opened (rtc.io's `peer-connect`).
     MemberJoined {
         peer: Member,
