@@ -10,7 +10,9 @@
 //! Server events the participant does not act on itself (rtc.io's
 //! `media-state`, `chat-message`, ...), and the room's `user-connected` /
 //! `user-disconnected`, are handed on as [`ServerEvent`]s on their own
-//! channel ([`Participant::take_server_events`]).
+//! channel ([`Participant::take_server_events`]); it holds at most
+//! [`SERVER_EVENTS_QUEUED`] unread ones (later ones are dropped, so a
+//! participant whose owner never reads them does not grow).
 //!
 //! Sessions are kept in a [`SessionTable`] by peer id *and* serial number: a
 //! session that ends reports its own [`SessionId`], and only removes itself if
@@ -78,11 +80,14 @@ pub struct ServerEvent {
     pub at: std::time::SystemTime,
 }
 
+/// Unread server events kept; see the module doc.
+pub const SERVER_EVENTS_QUEUED: usize = 1024;
+
 /// A running participant. Dropping it (or [`Participant::shutdown`]) leaves the room.
 pub struct Participant {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<ParticipantEvent>,
-    server_events: Option<mpsc::UnboundedReceiver<ServerEvent>>,
+    server_events: Option<mpsc::Receiver<ServerEvent>>,
     local: Arc<parking_lot::RwLock<LocalMedia>>,
     cancel: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -104,7 +109,7 @@ impl Participant {
             metrics,
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let (server_tx, server_rx) = mpsc::unbounded_channel();
+        let (server_tx, server_rx) = mpsc::channel(SERVER_EVENTS_QUEUED);
         let task = tokio::spawn(run(shared, link_events, cmd_rx, server_tx, cancel.clone()));
         Ok(Participant {
             commands: cmd_tx,
@@ -116,9 +121,9 @@ impl Participant {
         })
     }
 
-    /// The server events the participant does not act on, as they arrive
-    /// (once: later calls get `None`). Untaken, they are dropped.
-    pub fn take_server_events(&mut self) -> Option<mpsc::UnboundedReceiver<ServerEvent>> {
+    /// The server events (see [`ServerEvent`]), as they arrive (once: later
+    /// calls get `None`).
+    pub fn take_server_events(&mut self) -> Option<mpsc::Receiver<ServerEvent>> {
         self.server_events.take()
     }
 
@@ -270,7 +275,7 @@ async fn run(
     shared: Arc<SessionShared>,
     mut link_events: mpsc::UnboundedReceiver<LinkEvent>,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    server_events: mpsc::UnboundedSender<ServerEvent>,
+    server_events: mpsc::Sender<ServerEvent>,
     cancel: CancellationToken,
 ) {
     let metrics = shared.metrics.clone();
@@ -279,6 +284,12 @@ async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<SessionId>();
     let emit = |e: ParticipantEvent| {
         let _ = shared.events.send(e);
+    };
+    let hand_on = |event: &str, arg: Value| {
+        let at = std::time::SystemTime::now();
+        if server_events.try_send(ServerEvent { event: event.to_string(), arg, at }).is_err() {
+            tracing::debug!(%event, "server event dropped: nobody reads them");
+        }
     };
     let peer = |names: &HashMap<String, String>, id: &str| PeerInfo {
         id: id.to_string(),
@@ -346,14 +357,12 @@ async fn run(
                     }
                 }
                 Some(LinkEvent::UserConnected { id, name }) => {
-                    let arg = serde_json::json!({"id": id, "name": name});
-                    let _ = server_events.send(ServerEvent { event: crate::protocol::EV_USER_CONNECTED.into(), arg, at: std::time::SystemTime::now() });
+                    hand_on(crate::protocol::EV_USER_CONNECTED, serde_json::json!({"id": id, "name": name}));
                     names.insert(id, name);
                 }
                 Some(LinkEvent::UserDisconnected { id }) => {
                     tracing::debug!(peer = %id, "user-disconnected: the peer is gone from the room");
-                    let arg = serde_json::json!({"id": id});
-                    let _ = server_events.send(ServerEvent { event: crate::protocol::EV_USER_DISCONNECTED.into(), arg, at: std::time::SystemTime::now() });
+                    hand_on(crate::protocol::EV_USER_DISCONNECTED, serde_json::json!({"id": id}));
                     if let Some(s) = sessions.get(&id) {
                         s.send(SessionInput::PeerGone);
                     }
@@ -388,7 +397,7 @@ async fn run(
                 }
                 Some(LinkEvent::Other { event, arg }) => {
                     tracing::debug!(%event, ?arg, "server event");
-                    let _ = server_events.send(ServerEvent { event, arg, at: std::time::SystemTime::now() });
+                    hand_on(&event, arg);
                 }
             },
         }

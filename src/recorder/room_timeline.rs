@@ -155,10 +155,12 @@ impl RoomTimeline {
             Ok(Earlier::None) => {}
             Ok(Earlier::Extended(previous)) => self.timeline.set_previous(previous),
             Ok(Earlier::Archived(path, why)) => {
-                tracing::warn!(archive = %path.display(), %why, "room.json cannot be extended; moved aside, a new one starts")
+                let archive = path.display();
+                tracing::warn!(%archive, %why, "room.json cannot be extended; moved aside, a new one starts")
             }
             Err(e) => {
-                tracing::error!(dir = %dir.display(), error = %e, "cannot read or move room.json; this run's timeline is not written");
+                let dir = dir.display();
+                tracing::error!(%dir, error = %e, "cannot read or move room.json; this run's timeline is not written");
                 return;
             }
         }

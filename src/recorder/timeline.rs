@@ -306,7 +306,10 @@ impl Timeline {
                 }
             }
         }
-        self.events.push(Event { unix_ms, kind });
+        // Events reach the room on more than one channel: keep them in time
+        // order (stable; nearly always at the end).
+        let at = self.events.iter().rposition(|e| e.unix_ms <= unix_ms).map_or(0, |i| i + 1);
+        self.events.insert(at, Event { unix_ms, kind });
         self.dirty = true;
     }
 
@@ -527,6 +530,23 @@ mod tests {
         assert_eq!(events[2]["cam"], Value::Null);
         assert_eq!(events[3]["args"][0], "hi");
         assert_eq!(events[3]["channel"], "chat");
+    }
+
+    #[test]
+    fn events_are_kept_in_time_order_whatever_order_they_arrive_in() {
+        let mut t = Timeline::new("r", None, at(T));
+        for (ms, name) in [(30, "c"), (10, "a"), (30, "d"), (20, "b"), (40, "e")] {
+            t.push(at(T + ms), EventKind::MemberJoined { peer: Member { id: name.into(), name: name.into() } });
+        }
+        let order: Vec<&str> = t
+            .events()
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::MemberJoined { peer } => peer.id.as_str(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(order, ["a", "b", "c", "d", "e"], "same time: in arrival order");
     }
 
     #[test]
