@@ -737,6 +737,8 @@ async fn the_room_timeline_and_vtt_sidecars_follow_a_publisher_who_chats_mutes_a
     // The end of the run is written when the gateway stops.
     gw.shutdown().await.unwrap();
     let doc = read_timeline().unwrap();
+    let bytes = std::fs::metadata(room_dir.join("room.json")).unwrap().len();
+    println!("room.json: {bytes} bytes, {} events, 1 file; the .vtt: {} bytes", events_of(&doc).len(), vtt.len());
     assert!(last_run(&doc)["ended_unix_ms"].as_u64().is_some(), "{doc}");
     assert!(last_run(&doc)["end_reason"].is_string(), "{doc}");
     let names: Vec<String> =
