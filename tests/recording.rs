@@ -12,6 +12,7 @@ use common::peers::*;
 use common::*;
 use rtcio_gateway::media::source::VideoCodec;
 use rtcio_gateway::metrics::Metrics;
+use rtcio_gateway::participant::events::ParticipantEvent;
 use serde_json::json;
 
 /// Finalising must take at most 5 s; allow for a loaded CI machine on top.
@@ -623,9 +624,12 @@ fn vtt_cues(text: &str) -> Vec<(f64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_room_timeline_and_vtt_sidecars_follow_a_publisher_who_chats_mutes_and_leaves() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = recording_gateway(dir.path(), |_| {}).await;
+    // The recorder joins a second after alice: it learns her microphone state from the server's replay.
+    let gw = recording_gateway(dir.path(), |c| c.recording.join_after_ms = 1000).await;
     let metrics = Metrics::new();
     let mut alice = publisher(&url(&gw), "timeline", "alice", &metrics);
+    wait_for(&mut alice, "alice in the room", |e| matches!(e, ParticipantEvent::Joined { .. })).await;
+    alice.emit_server("media-state", json!({"roomId": "timeline", "mic": true, "cam": false})).unwrap();
     recorder_connected(&mut alice).await;
     let media = source(Some(VideoCodec::Vp8));
     alice.publish(media.stream("cam-1", "camera", Some(json!({"title": "standup"})))).unwrap();
@@ -687,10 +691,25 @@ async fn the_room_timeline_and_vtt_sidecars_follow_a_publisher_who_chats_mutes_a
     assert_eq!(find("member-joined")["peer"]["name"], "alice");
     let started = find("stream-started");
     assert_eq!((started["stream_id"].as_str(), started["event"].as_str()), (Some("cam-1"), Some("camera")));
-    assert_eq!(find("media-state")["peer"]["name"], "alice", "the member's name is filled in from its id");
-    assert_eq!(find("media-state")["cam"], true);
     let member_id = find("member-joined")["peer"]["id"].clone();
-    assert_eq!(find("media-state")["peer"]["id"], member_id);
+    let states: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "media-state").collect();
+    assert_eq!(states.len(), 2, "the state at the recorder's join, then the mute: {run:#}");
+    for state in &states {
+        assert_eq!(
+            state["peer"],
+            json!({"id": member_id, "name": "alice"}),
+            "the member's name is filled in from its id"
+        );
+    }
+    assert_eq!(
+        (&states[0]["mic"], &states[0]["cam"]),
+        (&json!(true), &json!(false)),
+        "replayed by the server at our join"
+    );
+    let (replayed, joined) =
+        (states[0]["unix_ms"].as_u64().unwrap(), find("gateway-joined")["unix_ms"].as_u64().unwrap());
+    assert!(replayed.abs_diff(joined) < 1000, "replayed at {replayed}, joined at {joined}");
+    assert_eq!((&states[1]["mic"], &states[1]["cam"]), (&json!(false), &json!(true)), "muted");
     assert_eq!(find("stream-ended")["reason"], "peer-left");
     assert_eq!(find("user-disconnected")["peer"], find("member-joined")["peer"], "alice left the room");
     let times: Vec<u64> = events.iter().map(|e| e["unix_ms"].as_u64().unwrap()).collect();

@@ -78,6 +78,8 @@ pub struct ServerEvent {
     pub arg: Value,
     /// When it arrived (gateway wall clock).
     pub at: std::time::SystemTime,
+    /// The member its `id` names, with the name the room knows (empty if none).
+    pub peer: Option<PeerInfo>,
 }
 
 /// Unread server events kept; see the module doc.
@@ -285,15 +287,16 @@ async fn run(
     let emit = |e: ParticipantEvent| {
         let _ = shared.events.send(e);
     };
-    let hand_on = |event: &str, arg: Value| {
-        let at = std::time::SystemTime::now();
-        if server_events.try_send(ServerEvent { event: event.to_string(), arg, at }).is_err() {
-            tracing::debug!(%event, "server event dropped: nobody reads them");
-        }
-    };
     let peer = |names: &HashMap<String, String>, id: &str| PeerInfo {
         id: id.to_string(),
         name: names.get(id).cloned().unwrap_or_default(),
+    };
+    let hand_on = |names: &HashMap<String, String>, event: &str, arg: Value| {
+        let at = std::time::SystemTime::now();
+        let peer = arg.get("id").and_then(Value::as_str).map(|id| peer(names, id));
+        if server_events.try_send(ServerEvent { event: event.to_string(), arg, at, peer }).is_err() {
+            tracing::debug!(%event, "server event dropped: nobody reads them");
+        }
     };
     loop {
         tokio::select! {
@@ -357,12 +360,12 @@ async fn run(
                     }
                 }
                 Some(LinkEvent::UserConnected { id, name }) => {
-                    hand_on(crate::protocol::EV_USER_CONNECTED, serde_json::json!({"id": id, "name": name}));
-                    names.insert(id, name);
+                    names.insert(id.clone(), name.clone());
+                    hand_on(&names, crate::protocol::EV_USER_CONNECTED, serde_json::json!({"id": id, "name": name}));
                 }
                 Some(LinkEvent::UserDisconnected { id }) => {
                     tracing::debug!(peer = %id, "user-disconnected: the peer is gone from the room");
-                    hand_on(crate::protocol::EV_USER_DISCONNECTED, serde_json::json!({"id": id}));
+                    hand_on(&names, crate::protocol::EV_USER_DISCONNECTED, serde_json::json!({"id": id}));
                     if let Some(s) = sessions.get(&id) {
                         s.send(SessionInput::PeerGone);
                     }
@@ -397,7 +400,7 @@ async fn run(
                 }
                 Some(LinkEvent::Other { event, arg }) => {
                     tracing::debug!(%event, ?arg, "server event");
-                    hand_on(&event, arg);
+                    hand_on(&names, &event, arg);
                 }
             },
         }

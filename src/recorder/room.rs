@@ -14,8 +14,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
-use serde_json::Value;
-
 use super::chat_log::{ChatLog, Origin};
 use super::end_reason::EndReason;
 use super::file_events::FileUpdate;
@@ -27,6 +25,7 @@ use super::stream_context::StreamContext;
 use super::timeline::EventKind;
 use crate::participant::channels::Channel;
 use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo, StreamEnd};
+use crate::participant::room::ServerEvent;
 use crate::participant::streams::StreamEvents;
 
 /// Which stream of a room to relay, and where.
@@ -357,9 +356,9 @@ impl RoomRecorder {
         self.timeline.on_file_update(update);
     }
 
-    /// A server event the participant heard (`media-state` goes on the timeline).
-    pub fn on_server_event(&mut self, event: &str, arg: &Value, at: SystemTime) {
-        self.timeline.on_server_event(event, arg, at);
+    /// A server event the participant heard (members entering and leaving, `media-state`: on the timeline).
+    pub fn on_server_event(&mut self, server: &ServerEvent) {
+        self.timeline.on_server_event(server);
     }
 
     /// Write `room.json` and the due `.vtt` sidecars if the timeline changed

@@ -18,6 +18,7 @@ use super::file_events::{FileEvents, FileUpdate};
 use super::timeline::{EventKind, Member, Timeline};
 use super::timeline_file::{self, Earlier};
 use crate::participant::events::{ParticipantEvent, PeerInfo};
+use crate::participant::room::ServerEvent;
 
 pub struct RoomTimeline {
     timeline: Timeline,
@@ -105,9 +106,11 @@ impl RoomTimeline {
 
     /// A server event the participant heard: `user-connected {id, name}`,
     /// `user-disconnected {id}` and rtc.io's `media-state {id, mic, cam}` go on
-    /// the timeline (the member's name filled in), others are ignored.
-    pub fn on_server_event(&mut self, event: &str, arg: &Value, at: SystemTime) {
+    /// the timeline (the member's name filled in: the participant's, else
+    /// ours), others are ignored.
+    pub fn on_server_event(&mut self, server: &ServerEvent) {
         use crate::protocol::{EV_MEDIA_STATE, EV_USER_CONNECTED, EV_USER_DISCONNECTED};
+        let (event, arg, at) = (server.event.as_str(), &server.arg, server.at);
         if ![EV_MEDIA_STATE, EV_USER_CONNECTED, EV_USER_DISCONNECTED].contains(&event) {
             return;
         }
@@ -115,8 +118,9 @@ impl RoomTimeline {
             tracing::debug!(%event, ?arg, "server event without a member id ignored");
             return;
         };
-        if event == EV_USER_CONNECTED {
-            let name = arg.get("name").and_then(Value::as_str).unwrap_or_default();
+        let known = server.peer.as_ref().map(|p| p.name.as_str()).filter(|n| !n.is_empty());
+        let name = known.or_else(|| arg.get("name").and_then(Value::as_str).filter(|_| event == EV_USER_CONNECTED));
+        if let Some(name) = name {
             self.members.insert(id.to_string(), name.to_string());
         }
         let peer = Member { id: id.to_string(), name: self.members.get(id).cloned().unwrap_or_default() };
@@ -217,6 +221,10 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_702_503_000 + ms)
     }
 
+    fn server(event: &str, arg: Value, ms: u64) -> ServerEvent {
+        ServerEvent { event: event.into(), arg, at: at(ms), peer: None }
+    }
+
     fn alice() -> PeerInfo {
         PeerInfo { id: "a1".into(), name: "alice".into() }
     }
@@ -227,12 +235,18 @@ mod tests {
         let mut t = RoomTimeline::new("r", None, at(0));
         let bob = PeerInfo { id: "b1".into(), name: "bob".into() };
         t.note(&ParticipantEvent::Joined { own_id: "me".into(), members: vec![bob.clone()] }, at(1));
-        t.on_server_event("user-connected", &json!({"id": "a1", "name": "alice"}), at(2));
+        t.on_server_event(&server("user-connected", json!({"id": "a1", "name": "alice"}), 2));
         t.note(&ParticipantEvent::PeerConnected(alice()), at(2));
-        t.on_server_event("media-state", &json!({"id": "a1", "roomId": "r", "mic": false, "cam": true}), at(3));
-        t.on_server_event("media-state", &json!({"id": "b1", "mic": true}), at(4));
-        t.on_server_event("media-state", &json!({"mic": true}), at(5));
-        t.on_server_event("chat-message", &json!({"id": "a1"}), at(6));
+        t.on_server_event(&server("media-state", json!({"id": "a1", "roomId": "r", "mic": false, "cam": true}), 3));
+        t.on_server_event(&server("media-state", json!({"id": "b1", "mic": true}), 4));
+        t.on_server_event(&server("media-state", json!({"mic": true}), 5));
+        t.on_server_event(&server("chat-message", json!({"id": "a1"}), 6));
+        // Named by the participant before the room heard of the member.
+        let carol = PeerInfo { id: "c1".into(), name: "carol".into() };
+        t.on_server_event(&ServerEvent {
+            peer: Some(carol),
+            ..server("media-state", json!({"id": "c1", "cam": false}), 6)
+        });
         let message = ChannelMessage {
             peer: alice(),
             channel: Channel::Broadcast("chat".into()),
@@ -246,7 +260,7 @@ mod tests {
             at(8),
         );
         t.note(&ParticipantEvent::PeerDisconnected { peer: alice(), reason: "closed".into() }, at(9));
-        t.on_server_event("user-disconnected", &json!({"id": "a1"}), at(9));
+        t.on_server_event(&server("user-disconnected", json!({"id": "a1"}), 9));
         let events = &t.timeline().to_json()["runs"][0]["events"];
         let summary: Vec<(u64, &str)> = events
             .as_array()
@@ -262,6 +276,7 @@ mod tests {
                 (2, "member-joined"),
                 (3, "media-state"),
                 (4, "media-state"),
+                (6, "media-state"),
                 (7, "message"),
                 (8, "stream-ended"),
                 (9, "member-left"),
@@ -272,8 +287,9 @@ mod tests {
         assert_eq!(events[1]["peer"], json!({"id": "a1", "name": "alice"}));
         assert_eq!(events[3]["peer"], json!({"id": "a1", "name": "alice"}));
         assert_eq!(events[4]["peer"], json!({"id": "b1", "name": "bob"}), "a member known from the join");
-        assert_eq!(events[6]["reason"], "peer-left");
-        assert_eq!(events[8]["peer"]["name"], "alice", "the name is known from user-connected");
+        assert_eq!(events[5]["peer"]["name"], "carol");
+        assert_eq!(events[7]["reason"], "peer-left");
+        assert_eq!(events[9]["peer"]["name"], "alice", "the name is known from user-connected");
 
         // Not written before the room has a directory; written at the end.
         t.flush(Instant::now(), true);

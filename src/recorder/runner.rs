@@ -136,7 +136,7 @@ pub async fn run_room(
             },
             update = recorder.next_file_update() => recorder.on_file_update(update),
             Some(server) = async { server_events.as_mut()?.recv().await } => {
-                recorder.on_server_event(&server.event, &server.arg, server.at);
+                recorder.on_server_event(&server);
             }
             _ = cap_check.tick() => {
                 let now = tokio::time::Instant::now();
