@@ -362,9 +362,9 @@ impl RoomRecorder {
     }
 
     /// Write `room.json` and the due `.vtt` sidecars if the timeline changed
-    /// and was not written too recently (`force`: at once).
-    pub fn flush_timeline(&mut self, now: Instant, force: bool) {
-        self.timeline.flush(now, force);
+    /// and was not written too recently (in the background).
+    pub fn flush_timeline(&mut self, now: Instant) {
+        self.timeline.flush(now);
     }
 
     /// Once the room is recorded, its timeline has a directory.
@@ -411,7 +411,7 @@ impl RoomRecorder {
             self.timeline.push(now, EventKind::RelayStopped { url: crate::redact::endpoint(&relay.url), reason });
         }
         // Every stream task is done: their last manifests are queued.
-        self.timeline.finish(now, reason);
+        self.timeline.finish(now, reason).await;
         if let Some(chat) = &self.chat
             && let Err(e) = chat.sync()
         {

@@ -2,7 +2,8 @@
 //! events (`media-state`) and the manifests the stream tasks write into
 //! [`super::timeline`] entries, and writes `room.json` and the `.vtt`
 //! sidecars through [`super::timeline_file`] when the model says a write is
-//! due. Owned by the [`super::room::RoomRecorder`], which decides what is
+//! due — rendered here, written on a blocking thread (the fsyncs must not
+//! stall the room task), one write at a time. Owned by the [`super::room::RoomRecorder`], which decides what is
 //! noted (messages only while they are logged to `chat.jsonl`) and adds the
 //! recording and relay changes itself.
 
@@ -16,7 +17,7 @@ use tokio::sync::mpsc;
 use super::end_reason::EndReason;
 use super::file_events::{FileEvents, FileUpdate};
 use super::timeline::{EventKind, Member, Timeline};
-use super::timeline_file::{self, Earlier};
+use super::timeline_file::{self, Batch, Earlier};
 use crate::participant::events::{ParticipantEvent, PeerInfo};
 use crate::participant::room::ServerEvent;
 
@@ -26,6 +27,8 @@ pub struct RoomTimeline {
     dir: Option<PathBuf>,
     /// The last write failed (logged once until one succeeds).
     failed: bool,
+    /// The write in flight.
+    writing: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// The members' names by socket id (server events carry only the id).
     members: HashMap<String, String>,
     files: FileEvents,
@@ -39,6 +42,7 @@ impl RoomTimeline {
             timeline: Timeline::new(room, server, now),
             dir: None,
             failed: false,
+            writing: None,
             members: HashMap::new(),
             files: FileEvents::new(files),
             file_updates,
@@ -171,37 +175,59 @@ impl RoomTimeline {
         self.dir = Some(dir.to_path_buf());
     }
 
-    /// Write `room.json` and the due `.vtt` sidecars if the model says so
-    /// (`force`: now, whatever the debounce).
-    pub fn flush(&mut self, now: Instant, force: bool) {
+    /// Start writing `room.json` and the due `.vtt` sidecars if the model
+    /// says so and no write is in flight.
+    pub fn flush(&mut self, now: Instant) {
+        if let Some(writing) = &mut self.writing {
+            if !writing.is_finished() {
+                return;
+            }
+            let result = futures_util::FutureExt::now_or_never(writing).expect("the write has finished");
+            self.writing = None;
+            self.report(result);
+        }
         let Some(dir) = self.dir.clone() else { return };
-        if !force && !self.timeline.due(now) {
+        if !self.timeline.due(now) {
             return;
         }
-        let mut result = Ok(());
-        for (file, messages) in self.timeline.take_due_sidecars() {
-            result = result.and(timeline_file::write_sidecar(&dir, &file, &messages));
-        }
-        let written = timeline_file::write_timeline(&dir, &self.timeline);
-        self.timeline.written(now, *written.as_ref().unwrap_or(&0));
-        match result.and(written) {
-            Ok(_) => self.failed = false,
-            Err(e) if !self.failed => {
-                self.failed = true;
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot write room.json or a .vtt sidecar");
-            }
-            Err(_) => {}
-        }
+        let batch = Batch::prepare(&dir, &mut self.timeline);
+        self.timeline.written(now, batch.room_json_len());
+        self.writing = Some(tokio::task::spawn_blocking(move || batch.write()));
     }
 
     /// The run is over and every stream task is done: take their last
-    /// manifests (queued), end the run and write everything now.
-    pub fn finish(&mut self, at: SystemTime, reason: EndReason) {
+    /// manifests (queued), end the run and write everything; returns once written.
+    pub async fn finish(&mut self, at: SystemTime, reason: EndReason) {
         while let Ok(update) = self.file_updates.try_recv() {
             self.timeline.upsert_file(&update.manifest);
         }
         self.timeline.end(at, reason);
-        self.flush(Instant::now(), true);
+        if let Some(writing) = self.writing.take() {
+            let result = writing.await;
+            self.report(result);
+        }
+        let Some(dir) = self.dir.clone() else { return };
+        let batch = Batch::prepare(&dir, &mut self.timeline);
+        self.timeline.written(Instant::now(), batch.room_json_len());
+        let result = tokio::task::spawn_blocking(move || batch.write()).await;
+        self.report(result);
+    }
+
+    /// Log a failed write (once until one succeeds).
+    fn report(&mut self, result: Result<std::io::Result<()>, tokio::task::JoinError>) {
+        let error = match result {
+            Ok(Ok(())) => {
+                self.failed = false;
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        if !self.failed {
+            self.failed = true;
+            let dir = self.dir.as_deref().unwrap_or(Path::new("")).display();
+            tracing::warn!(%dir, %error, "cannot write room.json or a .vtt sidecar");
+        }
     }
 }
 
@@ -292,7 +318,8 @@ mod tests {
         assert_eq!(events[9]["peer"]["name"], "alice", "the name is known from user-connected");
 
         // Not written before the room has a directory; written at the end.
-        t.flush(Instant::now(), true);
+        t.flush(Instant::now());
+        assert!(t.writing.is_none());
         t.open(dir.path(), at(10));
         let manifest = crate::recorder::manifest::Manifest {
             state: crate::recorder::manifest::RecordingState::Finished,
@@ -318,7 +345,7 @@ mod tests {
             clock: None,
         };
         t.file_events().send(&manifest);
-        t.finish(at(11), EndReason::RoomEmpty);
+        t.finish(at(11), EndReason::RoomEmpty).await;
         let doc: Value = serde_json::from_slice(&std::fs::read(dir.path().join("room.json")).unwrap()).unwrap();
         assert_eq!(doc["runs"][0]["files"][0]["file"], "x.webm", "the queued manifest is taken at the end");
         assert_eq!(doc["runs"][0]["end_reason"], "room-empty");

@@ -140,7 +140,7 @@ pub async fn run_room(
             }
             _ = cap_check.tick() => {
                 let now = tokio::time::Instant::now();
-                recorder.flush_timeline(now.into_std(), false);
+                recorder.flush_timeline(now.into_std());
                 for (_, peer) in retell.extract_if(.., |(due, _)| *due <= now) {
                     if recorder.is_recording() {
                         let _ = participant.emit_to(&peer, RECORDING_EVENT, &[recording_state(true)]);

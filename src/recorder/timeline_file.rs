@@ -3,7 +3,9 @@
 //! `room.json` and the recordings' `.vtt` sidecars atomically (temporary
 //! file + fsync + rename, like the manifests), so a reader at any moment sees
 //! a complete old or a complete new file. The thin I/O side of
-//! [`super::timeline`] and [`super::vtt`]; the room task decides when.
+//! [`super::timeline`] and [`super::vtt`]; the room task decides when, and
+//! renders a [`Batch`] itself so that only the writing (with its fsyncs)
+//! runs off its thread.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,19 +55,63 @@ pub fn take_earlier(room_dir: &Path, now: SystemTime) -> std::io::Result<Earlier
     Ok(Earlier::Archived(archive, why))
 }
 
+/// One write of a room's timeline, rendered: the due `.vtt` sidecars, then `room.json`.
+#[derive(Debug)]
+pub struct Batch {
+    dir: PathBuf,
+    sidecars: Vec<(String, String)>,
+    room_json: Vec<u8>,
+}
+
+impl Batch {
+    /// Render what is due now (the sidecars count as written from here on).
+    pub fn prepare(dir: &Path, timeline: &mut Timeline) -> Batch {
+        let sidecars =
+            timeline.take_due_sidecars().iter().filter_map(|(file, messages)| sidecar(file, messages)).collect();
+        Batch { dir: dir.to_path_buf(), sidecars, room_json: render_timeline(timeline) }
+    }
+
+    /// The length of its `room.json`.
+    pub fn room_json_len(&self) -> usize {
+        self.room_json.len()
+    }
+
+    /// Write it (creating the directory); stops at the first failure.
+    pub fn write(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        for (name, text) in &self.sidecars {
+            write_atomic(&self.dir.join(name), text.as_bytes())?;
+        }
+        write_atomic(&self.dir.join(timeline::FILE_NAME), &self.room_json)
+    }
+}
+
+fn render_timeline(timeline: &Timeline) -> Vec<u8> {
+    let mut text = serde_json::to_vec(&timeline.to_json()).unwrap_or_default();
+    text.push(b'\n');
+    text
+}
+
+/// A file's sidecar name and WebVTT text; none while its `t0` is unknown.
+fn sidecar(file: &FileEntry, messages: &[Event]) -> Option<(String, String)> {
+    let (Some(name), Some(t0)) = (&file.vtt, file.t0_unix_ms) else { return None };
+    Some((name.clone(), vtt::render(&vtt::cues(messages, t0))))
+}
+
 /// Write `<room dir>/room.json` (creating the directory); returns its length.
 pub fn write_timeline(room_dir: &Path, timeline: &Timeline) -> std::io::Result<usize> {
     std::fs::create_dir_all(room_dir)?;
-    let mut text = serde_json::to_vec(&timeline.to_json()).map_err(std::io::Error::other)?;
-    text.push(b'\n');
+    let text = render_timeline(timeline);
     write_atomic(&room_dir.join(timeline::FILE_NAME), &text)?;
     Ok(text.len())
 }
 
 /// Write a file's `.vtt` sidecar from its messages; nothing while its `t0` is unknown.
 pub fn write_sidecar(room_dir: &Path, file: &FileEntry, messages: &[Event]) -> std::io::Result<()> {
-    let (Some(name), Some(t0)) = (&file.vtt, file.t0_unix_ms) else { return Ok(()) };
-    write_atomic(&room_dir.join(name), vtt::render(&vtt::cues(messages, t0)).as_bytes())
+    match sidecar(file, messages) {
+        Some((name, text)) => write_atomic(&room_dir.join(name), text.as_bytes()),
+        None => Ok(()),
+    }
 }
 
 /// A reader sees the old or the new content, never a mix.
