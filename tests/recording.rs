@@ -788,15 +788,24 @@ async fn a_room_recorded_again_appends_a_run_to_its_timeline() {
         // The room is empty: its run ends and says so in room.json.
         wait_for_value(&format!("run {run} ended in room.json"), LONG, || {
             std::future::ready(read_timeline().and_then(|doc| {
-                let ended = doc["runs"].as_array().map(|r| r.len() == run + 1) == Some(true)
-                    && doc["runs"][run]["ended_unix_ms"].is_u64();
+                let runs = doc["runs"].as_array().cloned().unwrap_or_default();
+                let ended = runs
+                    .iter()
+                    .any(|r| r["files"][0]["stream_id"] == format!("cam-{run}") && r["ended_unix_ms"].is_u64());
                 if ended { Ok(()) } else { Err(doc.to_string()) }
             }))
         })
         .await;
     }
     let doc = read_timeline().unwrap();
-    let runs = doc["runs"].as_array().unwrap();
+    // A publisher's first join is sometimes left unanswered on a loaded machine (its link retries after 10 s):
+    // the recorder then had a run without any connection. The runs that recorded something are ours.
+    let runs: Vec<&serde_json::Value> = doc["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["files"].as_array().is_some_and(|f| !f.is_empty()))
+        .collect();
     assert_eq!(runs.len(), 2, "{doc:#}");
     for (i, run) in runs.iter().enumerate() {
         assert_eq!(run["end_reason"], "room-empty", "{run:#}");
