@@ -227,7 +227,8 @@ fn honest_files(dir: &Path, room: &str) -> (usize, usize, u64) {
             }
             let Ok(m) = std::fs::read_to_string(&path).map(|t| serde_json::from_str::<Value>(&t)) else { continue };
             let Ok(m) = m else { continue };
-            if m["room"] != room {
+            // `room.json` (the room's timeline) names no `file`: not a manifest.
+            if m["room"] != room || !m["file"].is_string() {
                 continue;
             }
             all += 1;

@@ -586,7 +586,8 @@ fn manifests_of(dir: &Path, rooms: &std::collections::HashSet<String>) -> Vec<(P
             else {
                 continue;
             };
-            if m["room"].as_str().is_some_and(|r| rooms.contains(r)) {
+            // `room.json` (the room's timeline) names no `file`: not a manifest.
+            if m["file"].is_string() && m["room"].as_str().is_some_and(|r| rooms.contains(r)) {
                 found.push((path, m));
             }
         }

@@ -256,9 +256,47 @@ async fn every_documented_route_answers_as_documented() {
     c.check(&base, "get", media_route, "/api/v1/recordings/x/y/media", None, 404).await;
     c.covered.insert(("get".into(), media_route.into()));
 
+    // The room's timeline (written within a second of the file's end) and the sidecar.
+    let room_dir_name = id.split('/').next().unwrap();
+    let timeline_route = "/api/v1/timelines/{room_dir}";
+    let timeline_path = format!("/api/v1/timelines/{room_dir_name}");
+    let timeline = wait_for_value("the finished file in room.json", LONG, || async {
+        let (status, _, doc) = call(&base, "get", &timeline_path, None, None).await;
+        let finished = doc["runs"][0]["files"][0]["state"] == "finished";
+        if status == 200 && finished { Ok(doc) } else { Err(format!("{status} {doc}")) }
+    })
+    .await;
+    let checked = c.check(&base, "get", timeline_route, &timeline_path, None, 200).await;
+    assert_eq!(checked["room"], room);
+    assert_eq!(timeline["runs"][0]["files"][0]["file"], done[0].1["file"]);
+    let types: Vec<&str> =
+        timeline["runs"][0]["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types.iter().copied().filter(|t| t.starts_with("recording-")).collect::<Vec<_>>(),
+        ["recording-started", "recording-started", "recording-stopped"],
+        "by the rule, taken over by the API, stopped: {timeline}"
+    );
+    let events = timeline["runs"][0]["events"].as_array().unwrap();
+    let by: Vec<&str> = events.iter().filter_map(|e| e["by"].as_str()).collect();
+    assert_eq!(by, ["rule", "api", "api"]);
+    let e = c.check(&base, "get", timeline_route, "/api/v1/timelines/no-such-room", None, 404).await;
+    assert_eq!(e["error"]["code"], "timeline_not_found");
+    c.check(&base, "get", timeline_route, "/api/v1/timelines/..%2F..%2Fetc", None, 404).await;
+    let got = c.check(&base, "get", one_rec, &format!("/api/v1/recordings/{id}"), None, 200).await;
+    assert_eq!(got["vtt_url"], format!("/api/v1/recordings/{id}/vtt"), "{got}");
+    assert_eq!(got["timeline_url"], format!("/api/v1/timelines/{room_dir_name}"), "{got}");
+    let vtt_route = "/api/v1/recordings/{room_dir}/{stem}/vtt";
+    let (status, headers, _) = call(&base, "get", &format!("/api/v1/recordings/{id}/vtt"), None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/vtt");
+    c.covered.insert(("get".into(), vtt_route.into()));
+    let e = c.check(&base, "get", vtt_route, "/api/v1/recordings/x/y/vtt", None, 404).await;
+    assert_eq!(e["error"]["code"], "recording_not_found");
+
     c.check(&base, "delete", one_rec, &format!("/api/v1/recordings/{id}"), None, 204).await;
     c.check(&base, "get", one_rec, &format!("/api/v1/recordings/{id}"), None, 404).await;
     assert!(manifests(&room_dir).is_empty(), "file and manifest deleted");
+    assert!(!room_dir.join(format!("{}.vtt", id.split('/').nth(1).unwrap())).exists(), "the sidecar too");
 
     // Unknown API routes and methods are JSON errors too.
     let (status, _, e) = call(&base, "get", "/api/v1/nope", None, None).await;

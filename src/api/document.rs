@@ -26,6 +26,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/recordings/{room_dir}/{stem}"),
     ("delete", "/api/v1/recordings/{room_dir}/{stem}"),
     ("get", "/api/v1/recordings/{room_dir}/{stem}/media"),
+    ("get", "/api/v1/recordings/{room_dir}/{stem}/vtt"),
+    ("get", "/api/v1/timelines/{room_dir}"),
 ];
 
 #[cfg(test)]

@@ -282,3 +282,36 @@ pub async fn recording_media(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(served.into_response())
 }
+
+/// The recording's WebVTT sidecar (`text/vtt`, for a `<track>` beside the media).
+pub async fn recording_vtt(
+    State(state): State<ApiState>,
+    Path((room_dir, stem)): Path<(String, String)>,
+    request: Request,
+) -> ApiResult<Response> {
+    let entry = find_recording(&state, &room_dir, &stem).await?;
+    if !entry.vtt_path.is_file() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "vtt_not_found", format!("{} has no .vtt yet", entry.id)));
+    }
+    let served = tower_http::services::ServeFile::new(&entry.vtt_path)
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(served.into_response())
+}
+
+/// A room directory's timeline, `room.json`, as written (complete: it is replaced atomically).
+pub async fn room_timeline(State(state): State<ApiState>, Path(room_dir): Path<String>) -> ApiResult<Json<Value>> {
+    let not_found =
+        || ApiError::new(StatusCode::NOT_FOUND, "timeline_not_found", format!("no timeline for {room_dir}"));
+    let path = recordings::timeline_path(&state.recordings_dir, &room_dir).ok_or_else(not_found)?;
+    let text = match tokio::fs::read(&path).await {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+        Err(e) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+    };
+    let doc = serde_json::from_slice(&text).map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("room.json is not JSON: {e}"))
+    })?;
+    Ok(Json(doc))
+}

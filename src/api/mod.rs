@@ -10,7 +10,7 @@
 //! - `state`: [`ApiState`], what every handler is given.
 //! - `error`: [`ApiError`], the error answer and its stable codes.
 //! - `document`: the OpenAPI document, the route list and the status page.
-//! - [`recordings`]: recordings on disk (ids, listing, deletion).
+//! - [`recordings`]: recordings on disk (ids, listing, deletion, their `.vtt` sidecars and the rooms' `room.json`).
 //! - `status_page.html`: the status page at `/`, a client of this API.
 
 mod auth;
@@ -43,6 +43,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/recordings", get(list_recordings))
         .route("/api/v1/recordings/{room_dir}/{stem}", get(get_recording).delete(delete_recording))
         .route("/api/v1/recordings/{room_dir}/{stem}/media", get(recording_media))
+        .route("/api/v1/recordings/{room_dir}/{stem}/vtt", get(recording_vtt))
+        .route("/api/v1/timelines/{room_dir}", get(room_timeline))
         .route("/api/v1/{*rest}", axum::routing::any(unknown_route))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require))

@@ -2,7 +2,9 @@
 //! manifests under `<recordings dir>/<room dir>/`, identified by
 //! `<room dir>/<file stem>`. Ids from requests are checked to be plain path
 //! components before they touch the file system, and a manifest's `file` is
-//! only followed if it is a plain file name in the same directory.
+//! only followed if it is a plain file name in the same directory. A
+//! recording's WebVTT sidecar is `<stem>.vtt` beside it; a room directory's
+//! timeline is its `room.json` ([`crate::recorder::timeline`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -24,11 +26,19 @@ pub struct RecordingEntry {
     pub size_bytes: u64,
     pub started_unix_ms: u64,
     pub media_url: String,
+    /// The WebVTT sidecar (chat and ctrl events on the file's time line), once written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vtt_url: Option<String>,
+    /// The room directory's timeline (`room.json`), once written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline_url: Option<String>,
     pub manifest: Value,
     #[serde(skip)]
     pub path: PathBuf,
     #[serde(skip)]
     pub manifest_path: PathBuf,
+    #[serde(skip)]
+    pub vtt_path: PathBuf,
 }
 
 /// Whether `part` can be used as one path component of an id.
@@ -63,10 +73,16 @@ fn entry(dir: &Path, room_dir: &str, manifest_path: &Path, active: &HashSet<Path
         state = "interrupted".to_string();
     }
     let id = format!("{room_dir}/{stem}");
+    let vtt_path = dir.join(room_dir).join(format!("{stem}.vtt"));
+    let vtt_url = vtt_path.is_file().then(|| format!("/api/v1/recordings/{id}/vtt"));
+    let timeline_url =
+        timeline_path(dir, room_dir).is_some_and(|p| p.is_file()).then(|| format!("/api/v1/timelines/{room_dir}"));
     Some(RecordingEntry {
         room: manifest.get("room").and_then(Value::as_str).unwrap_or_default().to_string(),
         started_unix_ms: manifest.get("started_unix_ms").and_then(Value::as_u64).unwrap_or(0),
         media_url: format!("/api/v1/recordings/{id}/media"),
+        vtt_url,
+        timeline_url,
         id,
         file,
         state,
@@ -74,7 +90,13 @@ fn entry(dir: &Path, room_dir: &str, manifest_path: &Path, active: &HashSet<Path
         manifest,
         path,
         manifest_path: manifest_path.to_path_buf(),
+        vtt_path,
     })
+}
+
+/// `<dir>/<room_dir>/room.json`, if `room_dir` is a plain component.
+pub fn timeline_path(dir: &Path, room_dir: &str) -> Option<PathBuf> {
+    is_safe_component(room_dir).then(|| dir.join(room_dir).join(crate::recorder::timeline::FILE_NAME))
 }
 
 /// Every recording under `dir`, newest first; filtered by room and state;
@@ -127,13 +149,16 @@ pub fn list(
     found
 }
 
-/// Delete a recording's file and manifest (the manifest last, so a failed
-/// delete leaves the recording listed).
+/// Delete a recording's file, its `.vtt` sidecar and its manifest (the
+/// manifest last, so a failed delete leaves the recording listed). The room's
+/// `room.json` keeps the file in its history.
 pub fn delete(entry: &RecordingEntry) -> std::io::Result<()> {
-    match std::fs::remove_file(&entry.path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    for path in [&entry.path, &entry.vtt_path] {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
     std::fs::remove_file(&entry.manifest_path)
 }
@@ -208,10 +233,13 @@ mod tests {
     }
 
     #[test]
-    fn delete_removes_file_and_manifest() {
+    fn delete_removes_file_sidecar_and_manifest() {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "r1", "a", json!({"file": "a.webm", "state": "finished"}), b"xx");
+        std::fs::write(tmp.path().join("r1/a.vtt"), b"WEBVTT\n").unwrap();
         let entry = load(tmp.path(), "r1", "a", &HashSet::new()).unwrap();
+        assert_eq!(entry.vtt_url.as_deref(), Some("/api/v1/recordings/r1/a/vtt"));
+        assert_eq!(entry.timeline_url, None, "no room.json yet");
         delete(&entry).unwrap();
         assert!(load(tmp.path(), "r1", "a", &HashSet::new()).is_none());
         assert_eq!(std::fs::read_dir(tmp.path().join("r1")).unwrap().count(), 0);

@@ -121,7 +121,7 @@ async fn run(
             _ = cancel.cancelled() => return,
             r = connect_and_join(&config) => r,
         };
-        let (client, own_id, members) = match attempt {
+        let JoinAnswer { client, own_id, members, early } = match attempt {
             Ok(joined) => joined,
             Err(JoinFailure::Refused(reason)) => {
                 let _ = events.send(LinkEvent::Refused { reason });
@@ -140,6 +140,12 @@ async fn run(
         backoff = BACKOFF_MIN;
         tracing::info!(room = %config.room, id = %own_id, members = members.len(), "joined room");
         let _ = events.send(LinkEvent::Joined { own_id: own_id.clone(), members });
+        // What the server sent with its answer (the members' cached media-state), after it.
+        for (name, arg) in early {
+            if let Some(e) = link_event(&own_id, name, vec![arg]) {
+                let _ = events.send(e);
+            }
+        }
         // Anything queued while we were away was addressed to the old session.
         while commands.try_recv().is_ok() {}
         let (sender, mut receiver) = client.split();
@@ -252,7 +258,19 @@ enum JoinFailure {
     Refused(String),
 }
 
-async fn connect_and_join(config: &LinkConfig) -> Result<(SioClient, String, Vec<(String, String)>), JoinFailure> {
+/// A joined connection: our id, the members already there, and the other
+/// events the server sent before `join-ok` (their cached `media-state`).
+struct JoinAnswer {
+    client: SioClient,
+    own_id: String,
+    members: Vec<(String, String)>,
+    early: Vec<(String, Value)>,
+}
+
+/// Events kept from before `join-ok` (a server sends one `media-state` per member).
+const EARLY_EVENTS: usize = 1024;
+
+async fn connect_and_join(config: &LinkConfig) -> Result<JoinAnswer, JoinFailure> {
     let auth = config.token.as_ref().map(|t| json!({"token": t}));
     let mut client = match SioClient::connect_with(&config.server, ConnectOptions { auth, raw_events: false }).await {
         Ok(c) => c,
@@ -264,6 +282,7 @@ async fn connect_and_join(config: &LinkConfig) -> Result<(SioClient, String, Vec
     };
     client.emit(EV_JOIN_ROOM, &join_payload(config)).map_err(|e| JoinFailure::Transient(e.to_string()))?;
     let mut members = Vec::new();
+    let mut early = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let ev = tokio::time::timeout_at(deadline, client.recv())
@@ -279,13 +298,14 @@ async fn connect_and_join(config: &LinkConfig) -> Result<(SioClient, String, Vec
                         }
                     }
                     EV_JOIN_OK => {
-                        let id = client.id().to_string();
-                        return Ok((client, id, members));
+                        let own_id = client.id().to_string();
+                        return Ok(JoinAnswer { client, own_id, members, early });
                     }
                     EV_JOIN_ERROR => {
                         let reason = arg["reason"].as_str().unwrap_or("unknown").to_string();
                         return Err(JoinFailure::Refused(format!("join-error: {reason}")));
                     }
+                    _ if early.len() < EARLY_EVENTS => early.push((name, arg)),
                     _ => {}
                 }
             }

@@ -7,6 +7,13 @@
 //! rebuilds everything after a signaling reconnect (we come back with a new
 //! socket id, so the peers do too).
 //!
+//! Server events the participant does not act on itself (rtc.io's
+//! `media-state`, `chat-message`, ...), and the room's `user-connected` /
+//! `user-disconnected`, are handed on as [`ServerEvent`]s on their own
+//! channel ([`Participant::take_server_events`]); it holds at most
+//! [`SERVER_EVENTS_QUEUED`] unread ones (later ones are dropped, so a
+//! participant whose owner never reads them does not grow).
+//!
 //! Sessions are kept in a [`SessionTable`] by peer id *and* serial number: a
 //! session that ends reports its own [`SessionId`], and only removes itself if
 //! it is still the peer's current session — a peer that left the room and
@@ -57,13 +64,32 @@ enum Command {
     Binary { channel: Channel, data: Bytes },
     MediaChanged,
     Envelope { target: String, data: Value },
+    Server { event: String, arg: Value },
     Rejoin,
 }
+
+/// A server event the participant heard: one it does not act on (`media-state`,
+/// `chat-message`, ...), or a member entering or leaving the room
+/// (`user-connected {id, name}`, `user-disconnected {id}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerEvent {
+    pub event: String,
+    /// Its first argument (null if none).
+    pub arg: Value,
+    /// When it arrived (gateway wall clock).
+    pub at: std::time::SystemTime,
+    /// The member its `id` names, with the name the room knows (empty if none).
+    pub peer: Option<PeerInfo>,
+}
+
+/// Unread server events kept; see the module doc.
+pub const SERVER_EVENTS_QUEUED: usize = 1024;
 
 /// A running participant. Dropping it (or [`Participant::shutdown`]) leaves the room.
 pub struct Participant {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<ParticipantEvent>,
+    server_events: Option<mpsc::Receiver<ServerEvent>>,
     local: Arc<parking_lot::RwLock<LocalMedia>>,
     cancel: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -85,8 +111,27 @@ impl Participant {
             metrics,
         });
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(shared, link_events, cmd_rx, cancel.clone()));
-        Ok(Participant { commands: cmd_tx, events: events_rx, local, cancel, task: Some(task) })
+        let (server_tx, server_rx) = mpsc::channel(SERVER_EVENTS_QUEUED);
+        let task = tokio::spawn(run(shared, link_events, cmd_rx, server_tx, cancel.clone()));
+        Ok(Participant {
+            commands: cmd_tx,
+            events: events_rx,
+            server_events: Some(server_rx),
+            local,
+            cancel,
+            task: Some(task),
+        })
+    }
+
+    /// The server events (see [`ServerEvent`]), as they arrive (once: later
+    /// calls get `None`).
+    pub fn take_server_events(&mut self) -> Option<mpsc::Receiver<ServerEvent>> {
+        self.server_events.take()
+    }
+
+    /// Emit a server event (e.g. `media-state {roomId, mic, cam}`) on the signaling connection.
+    pub fn emit_server(&self, event: &str, arg: Value) -> Result<(), ParticipantError> {
+        self.commands.send(Command::Server { event: event.into(), arg }).map_err(|_| ParticipantError::Stopped)
     }
 
     /// The next thing that happened; `None` once the participant stopped.
@@ -232,6 +277,7 @@ async fn run(
     shared: Arc<SessionShared>,
     mut link_events: mpsc::UnboundedReceiver<LinkEvent>,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    server_events: mpsc::Sender<ServerEvent>,
     cancel: CancellationToken,
 ) {
     let metrics = shared.metrics.clone();
@@ -244,6 +290,13 @@ async fn run(
     let peer = |names: &HashMap<String, String>, id: &str| PeerInfo {
         id: id.to_string(),
         name: names.get(id).cloned().unwrap_or_default(),
+    };
+    let hand_on = |names: &HashMap<String, String>, event: &str, arg: Value| {
+        let at = std::time::SystemTime::now();
+        let peer = arg.get("id").and_then(Value::as_str).map(|id| peer(names, id));
+        if server_events.try_send(ServerEvent { event: event.to_string(), arg, at, peer }).is_err() {
+            tracing::debug!(%event, "server event dropped: nobody reads them");
+        }
     };
     loop {
         tokio::select! {
@@ -273,6 +326,7 @@ async fn run(
                 }
                 Some(Command::Envelope { target, data }) => shared.link.send_envelope(&target, data),
                 Some(Command::Rejoin) => shared.link.rejoin(),
+                Some(Command::Server { event, arg }) => shared.link.emit(&event, arg),
                 Some(Command::MediaChanged) => {
                     for s in sessions.values() {
                         s.send(SessionInput::LocalMediaChanged);
@@ -306,10 +360,12 @@ async fn run(
                     }
                 }
                 Some(LinkEvent::UserConnected { id, name }) => {
-                    names.insert(id, name);
+                    names.insert(id.clone(), name.clone());
+                    hand_on(&names, crate::protocol::EV_USER_CONNECTED, serde_json::json!({"id": id, "name": name}));
                 }
                 Some(LinkEvent::UserDisconnected { id }) => {
                     tracing::debug!(peer = %id, "user-disconnected: the peer is gone from the room");
+                    hand_on(&names, crate::protocol::EV_USER_DISCONNECTED, serde_json::json!({"id": id}));
                     if let Some(s) = sessions.get(&id) {
                         s.send(SessionInput::PeerGone);
                     }
@@ -344,6 +400,7 @@ async fn run(
                 }
                 Some(LinkEvent::Other { event, arg }) => {
                     tracing::debug!(%event, ?arg, "server event");
+                    hand_on(&names, &event, arg);
                 }
             },
         }

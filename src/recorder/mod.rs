@@ -3,6 +3,10 @@
 //! - [`naming`]: safe paths and file names (pure).
 //! - [`manifest`]: the `.json` sidecar of each recording.
 //! - [`chat_log`]: a room's `chat.jsonl`.
+//! - [`timeline`]: a room's timeline `room.json` — its files' `t0` and its events on one clock (sans-IO).
+//! - [`vtt`]: the WebVTT sidecar of a recording: its messages as cues on the file's time line (pure).
+//! - [`timeline_file`]: reading, archiving and atomically writing `room.json` and the `.vtt` sidecars.
+//! - [`room_timeline`]: a room task's timeline: events and manifests in, `room.json` and `.vtt` out when due.
 //! - `record_file`: one recording file: its free name, its manifest, its byte count.
 //! - [`file_events`]: each manifest a stream task writes, copied to its room (a leaf).
 //! - [`stream_context`]: who and what a received stream is (a leaf).
@@ -24,8 +28,12 @@ pub mod manifest;
 pub mod naming;
 mod record_file;
 pub mod room;
+pub mod room_timeline;
 pub mod rules;
 pub mod runner;
 pub mod status;
 pub mod stream;
 pub mod stream_context;
+pub mod timeline;
+pub mod timeline_file;
+pub mod vtt;

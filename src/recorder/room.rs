@@ -1,20 +1,31 @@
 //! Everything recorded from one room: a [`StreamHandle`] per received
-//! stream (its file, and the relay if this stream is the one relayed) and
-//! the room's `chat.jsonl`. Driven by the participant's events; whoever owns
-//! the participant (the `join`/`relay` commands, the auto-recorder of
-//! `serve`) passes every event to [`RoomRecorder::on_event`].
+//! stream (its file, and the relay if this stream is the one relayed), the
+//! room's `chat.jsonl`, and its timeline `room.json` with the recordings'
+//! `.vtt` sidecars ([`super::room_timeline`]). Driven by the participant's events; whoever
+//! owns the participant (the `join`/`relay` commands, the auto-recorder of
+//! `serve`) passes every event to [`RoomRecorder::on_event`], every server
+//! event to [`RoomRecorder::on_server_event`], every manifest the stream
+//! tasks write ([`RoomRecorder::next_file_update`]) to
+//! [`RoomRecorder::on_file_update`], and calls
+//! [`RoomRecorder::flush_timeline`] now and then (it writes at most once per
+//! [`super::timeline::DEBOUNCE`], and at the end of the run).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
 
 use super::chat_log::{ChatLog, Origin};
 use super::end_reason::EndReason;
+use super::file_events::FileUpdate;
 use super::naming;
+use super::room_timeline::RoomTimeline;
 use super::status::{RoomStatus, StreamStatus};
 use super::stream::{OutputReport, OutputSettings, StreamCommand, StreamHandle, Target};
 use super::stream_context::StreamContext;
+use super::timeline::EventKind;
 use crate::participant::channels::Channel;
 use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo, StreamEnd};
+use crate::participant::room::ServerEvent;
 use crate::participant::streams::StreamEvents;
 
 /// Which stream of a room to relay, and where.
@@ -77,12 +88,23 @@ pub struct RoomRecorder {
     status: RoomStatus,
     /// Since when the room is being recorded.
     recording_since: Option<std::time::Instant>,
+    /// `room.json` of this run and the `.vtt` sidecars.
+    timeline: RoomTimeline,
 }
 
 impl RoomRecorder {
     pub fn new(plan: RoomPlan, settings: OutputSettings) -> RoomRecorder {
-        RoomRecorder {
+        let now = SystemTime::now();
+        let mut timeline = RoomTimeline::new(&plan.room, plan.server.clone(), now);
+        if let Some(spec) = &plan.recording {
+            timeline.push(now, EventKind::RecordingStarted { by: spec.by.clone() });
+        }
+        if let Some(relay) = &plan.relay {
+            timeline.push(now, relay_started(relay));
+        }
+        let mut recorder = RoomRecorder {
             recording_since: plan.recording.as_ref().map(|_| std::time::Instant::now()),
+            timeline,
             plan,
             status: RoomStatus::default(),
             settings,
@@ -92,7 +114,9 @@ impl RoomRecorder {
             chat_failed: false,
             ending: Vec::new(),
             reports: Vec::new(),
-        }
+        };
+        recorder.open_timeline();
+        recorder
     }
 
     pub fn room_dir(&self) -> Option<PathBuf> {
@@ -123,9 +147,20 @@ impl RoomRecorder {
         if recording == self.plan.recording {
             return;
         }
+        let now = SystemTime::now();
+        match (&self.plan.recording, &recording) {
+            (None, Some(new)) => self.timeline.push(now, EventKind::RecordingStarted { by: new.by.clone() }),
+            (Some(old), None) => self.timeline.push(now, EventKind::RecordingStopped { by: old.by.clone(), reason }),
+            // Taken over (a rule's recording started again over the API).
+            (Some(old), Some(new)) if old.by != new.by => {
+                self.timeline.push(now, EventKind::RecordingStarted { by: new.by.clone() })
+            }
+            _ => {}
+        }
         let old = self.record_target();
         self.plan.recording = recording;
         let new = self.record_target();
+        self.open_timeline();
         if old != new {
             for entry in self.streams.values() {
                 if let Some(old) = &old {
@@ -169,6 +204,13 @@ impl RoomRecorder {
         if relay == self.plan.relay {
             return;
         }
+        let now = SystemTime::now();
+        if let Some(old) = &self.plan.relay {
+            self.timeline.push(now, EventKind::RelayStopped { url: crate::redact::endpoint(&old.url), reason });
+        }
+        if let Some(new) = &relay {
+            self.timeline.push(now, relay_started(new));
+        }
         if let (Some(old), Some(key)) = (self.plan.relay.take(), self.relayed.take())
             && let Some(entry) = self.streams.get(&key)
         {
@@ -180,6 +222,17 @@ impl RoomRecorder {
     }
 
     pub fn on_event(&mut self, event: ParticipantEvent) {
+        let noted = match &event {
+            ParticipantEvent::Message(m) => self.logs(&m.channel),
+            ParticipantEvent::Binary { channel, .. } => self.logs(channel),
+            ParticipantEvent::StreamStarted { peer, stream_id, .. } => {
+                !self.streams.contains_key(&(peer.id.clone(), stream_id.clone()))
+            }
+            _ => true,
+        };
+        if noted {
+            self.timeline.note(&event, SystemTime::now());
+        }
         match event {
             ParticipantEvent::StreamStarted { peer, stream_id, events, kinds } => {
                 let key = (peer.id.clone(), stream_id.clone());
@@ -205,7 +258,7 @@ impl RoomRecorder {
                     events: events.clone(),
                     expected_kinds: kinds,
                     status: self.status.clone(),
-                    files: super::file_events::FileEvents::default(),
+                    files: self.timeline.file_events(),
                 };
                 let handle = StreamHandle::start(context, targets, self.settings.clone());
                 self.streams.insert(key, StreamEntry { handle, peer, events, has_video: false });
@@ -294,6 +347,33 @@ impl RoomRecorder {
         self.chat.as_mut()
     }
 
+    /// The next manifest a stream task wrote (never ends).
+    pub async fn next_file_update(&mut self) -> FileUpdate {
+        self.timeline.next_file_update().await
+    }
+
+    pub fn on_file_update(&mut self, update: FileUpdate) {
+        self.timeline.on_file_update(update);
+    }
+
+    /// A server event the participant heard (members entering and leaving, `media-state`: on the timeline).
+    pub fn on_server_event(&mut self, server: &ServerEvent) {
+        self.timeline.on_server_event(server);
+    }
+
+    /// Write `room.json` and the due `.vtt` sidecars if the timeline changed
+    /// and was not written too recently (in the background).
+    pub fn flush_timeline(&mut self, now: Instant) {
+        self.timeline.flush(now);
+    }
+
+    /// Once the room is recorded, its timeline has a directory.
+    fn open_timeline(&mut self) {
+        if let Some(dir) = self.room_dir() {
+            self.timeline.open(&dir, SystemTime::now());
+        }
+    }
+
     /// Give the relay to the first matching stream with video, if it is free.
     fn pick_relay(&mut self) {
         let Some(spec) = self.plan.relay.clone() else { return };
@@ -323,12 +403,29 @@ impl RoomRecorder {
         for ending in self.ending.drain(..) {
             self.reports.extend(ending.await.unwrap_or_default());
         }
+        let now = SystemTime::now();
+        if let Some(spec) = &self.plan.recording {
+            self.timeline.push(now, EventKind::RecordingStopped { by: spec.by.clone(), reason });
+        }
+        if let Some(relay) = &self.plan.relay {
+            self.timeline.push(now, EventKind::RelayStopped { url: crate::redact::endpoint(&relay.url), reason });
+        }
+        // Every stream task is done: their last manifests are queued.
+        self.timeline.finish(now, reason).await;
         if let Some(chat) = &self.chat
             && let Err(e) = chat.sync()
         {
             tracing::warn!(error = %e, "cannot sync chat.jsonl");
         }
         self.reports
+    }
+}
+
+fn relay_started(relay: &RelaySpec) -> EventKind {
+    EventKind::RelayStarted {
+        url: crate::redact::endpoint(&relay.url),
+        peer: relay.peer.clone(),
+        event: relay.event.clone(),
     }
 }
 

@@ -112,6 +112,7 @@ pub async fn run_room(
     let mut cap_check = tokio::time::interval(TICK);
     cap_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retell: Vec<(tokio::time::Instant, String)> = Vec::new();
+    let mut server_events = participant.take_server_events();
     let outcome = loop {
         let was_recording = recorder.is_recording();
         tokio::select! {
@@ -133,8 +134,13 @@ pub async fn run_room(
                     recorder.on_event(event);
                 }
             },
+            update = recorder.next_file_update() => recorder.on_file_update(update),
+            Some(server) = async { server_events.as_mut()?.recv().await } => {
+                recorder.on_server_event(&server);
+            }
             _ = cap_check.tick() => {
                 let now = tokio::time::Instant::now();
+                recorder.flush_timeline(now.into_std());
                 for (_, peer) in retell.extract_if(.., |(due, _)| *due <= now) {
                     if recorder.is_recording() {
                         let _ = participant.emit_to(&peer, RECORDING_EVENT, &[recording_state(true)]);

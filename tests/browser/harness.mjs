@@ -275,6 +275,7 @@ export async function scenario(name, body) {
 
 // ---- recordings -------------------------------------------------------------
 
+/** Every recording manifest in a room directory, oldest first (`room.json`, the timeline, names no `file`). */
 export function manifests(roomDir) {
   if (!fs.existsSync(roomDir)) return [];
   return fs
@@ -287,7 +288,7 @@ export function manifests(roomDir) {
         return null;
       }
     })
-    .filter(Boolean)
+    .filter((m) => m && typeof m.file === "string")
     .sort((a, b) => a.started_unix_ms - b.started_unix_ms);
 }
 

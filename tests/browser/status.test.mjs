@@ -159,6 +159,11 @@ test("the status page shows a room with its live recording, then offers it for p
     assert.ok(finished.video.startsWith("/api/v1/recordings/") && finished.video.endsWith("/media"), finished.video);
     assert.ok(!finished.video.includes("access_token"), "no token in use, none in the link");
     assert.equal(finished.download, finished.video, "a download link to the same file");
+    const track = await page.evaluate((src) => {
+      const t = document.querySelector(`video[src="${src}"] track`);
+      return t && { kind: t.kind, src: t.getAttribute("src"), isDefault: t.default };
+    }, finished.video);
+    assert.deepEqual(track, { kind: "subtitles", src: finished.video.replace(/\/media$/, "/vtt"), isDefault: true }, "the chat as subtitles");
     assert.match(finished.duration, /^(\d+m )?\d+s$/);
     assert.match(finished.end, /peer-left/);
     const ranged = await page.evaluate(async (src) => {
@@ -254,6 +259,11 @@ test("with an API token, the page asks for it and uses it, also in media links",
     assert.equal(ranged, 206, "the link alone is enough");
     const bare = await again.evaluate(async (src) => (await fetch(src.replace(/[?&]access_token=[^&]*/, ""))).status, finished.video);
     assert.equal(bare, 401, "and without it the file is refused");
+    const vtt = await again.evaluate(async () => {
+      const src = document.querySelector("video track")?.getAttribute("src");
+      return src && { tokenised: src.includes("access_token="), status: (await fetch(src)).status };
+    });
+    assert.deepEqual(vtt, { tokenised: true, status: 200 }, "the subtitles' link carries the token too");
   }));
 
 test("the status page shows remote sessions, and the API's refusal to non-loopback clients", () =>

@@ -101,13 +101,15 @@ pub fn frame_sizes(path: &Path) -> Vec<(u32, u32)> {
     sizes
 }
 
-/// Every manifest in a directory, parsed, oldest first.
+/// Every manifest in a directory, parsed, oldest first (`room.json`, the
+/// room's timeline, is not a manifest: it names no `file`).
 pub fn manifests(dir: &Path) -> Vec<(PathBuf, Value)> {
     let mut found: Vec<(PathBuf, Value)> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|e| e == "json"))
                 .filter_map(|p| Some((p.clone(), serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?)))
+                .filter(|(_, m): &(PathBuf, Value)| m.get("file").is_some())
                 .collect()
         })
         .unwrap_or_default();
