@@ -9,7 +9,7 @@
 mod common;
 
 /// Scenarios in the suite; all must run and pass.
-const SCENARIOS: usize = 10;
+const SCENARIOS: usize = 11;
 
 #[test]
 fn chromium_peers_through_the_gateway() {

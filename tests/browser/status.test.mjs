@@ -333,3 +333,88 @@ test("the status page shows remote sessions, and the API's refusal to non-loopba
     assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
     await until("the remote recording finished on the page", async () => (await rows(page)).find((r) => r.id === row.id && r.state !== "recording"));
   }));
+
+/** What a room's timeline picture shows: its bars and marks with the times they stand for, and their drawn x. */
+function timeline(page, room) {
+  return page.evaluate((room) => {
+    const box = [...document.querySelectorAll("[data-timeline]")].find((b) => b.querySelector(".timeline-room")?.textContent === room);
+    if (!box) return null;
+    const svg = box.querySelector("svg");
+    const shapes = [...svg.querySelectorAll("[data-kind]")].map((n) => ({
+      kind: n.dataset.kind,
+      peer: n.dataset.peer ?? null,
+      file: n.dataset.file ?? null,
+      from: Number(n.dataset.from ?? n.dataset.at),
+      to: Number(n.dataset.to ?? n.dataset.at),
+      x: n.getBBox().x,
+      right: n.getBBox().x + n.getBBox().width,
+    }));
+    const rows = [...svg.querySelectorAll("[data-member-row]")].map((t) => ({ id: t.dataset.memberRow, name: t.dataset.name }));
+    return { badge: box.querySelector(".badge").textContent, start: Number(svg.dataset.start), end: Number(svg.dataset.end), shapes, rows };
+  }, room);
+}
+
+test("the status page draws each room's timeline: who was there when, files, chat, mute, recording — live and finished", () =>
+  scenario("status page timeline", async (f) => {
+    const gw = await f.startGateway({ config: "[recording]\nempty_room_grace_secs = 1\n" });
+    const room = "timeline <i>room</i>";
+    const alice = await publisher(f, gw.url, room, "alice");
+    await alice.chat("chat", "msg", "hello from alice");
+    // Muted for a moment (rtc.io's media-state goes through the server).
+    await alice.page.evaluate((roomId) => window.client.socket.emit("media-state", { roomId, mic: false, cam: true }), room);
+    await sleep(1500);
+    await alice.page.evaluate((roomId) => window.client.socket.emit("media-state", { roomId, mic: true, cam: true }), room);
+    const bob = await publisher(f, gw.url, room, "bob");
+    await bob.chat("chat", "msg", "hi, bob here");
+
+    const page = await openStatusPage(f, `${gw.url}/`);
+    let seen = null;
+    const live = await until("the live timeline with both members' files, the chats, the mute and the recording", async () => {
+      const t = await timeline(page, room);
+      if (!t) return null;
+      const kinds = (k) => t.shapes.filter((s) => s.kind === k);
+      seen = { badge: t.badge, rows: t.rows, counts: Object.fromEntries(["presence", "file", "message", "mute", "recording"].map((k) => [k, kinds(k).length])) };
+      const ok = t.badge === "live" && t.rows.length >= 2 && kinds("file").length >= 2 && kinds("message").length >= 2 && kinds("mute").length >= 1 && kinds("recording").length >= 1;
+      return ok ? t : null;
+    }, 30000).catch((e) => { throw new Error(`${e.message}; the timeline showed ${JSON.stringify(seen)}`); });
+    const byName = Object.fromEntries(live.rows.map((r) => [r.name, r.id]));
+    assert.ok(byName.alice && byName.bob, JSON.stringify(live.rows));
+    const of = (kind, name) => live.shapes.filter((s) => s.kind === kind && s.peer === byName[name]);
+    const [aliceFile] = of("file", "alice");
+    const [bobFile] = of("file", "bob");
+    // Bob came later: his file starts later on the room clock, and is drawn further right.
+    assert.ok(bobFile.from > aliceFile.from + 1000, `bob's file starts at ${bobFile.from}, alice's at ${aliceFile.from}`);
+    assert.ok(bobFile.x > aliceFile.x, "bob's bar starts further right");
+    // Each file lies within its member's connected span (to the second: t0 comes from the sender's clock).
+    for (const name of ["alice", "bob"]) {
+      const [file] = of("file", name);
+      assert.ok(of("presence", name).some((p) => p.from <= file.from + 1000 && p.to >= file.from), `${name}: ${JSON.stringify(of("presence", name))} vs ${JSON.stringify(file)}`);
+    }
+    // The mute lasted about 1.5 s and was alice's; the chat marks sit on the right rows, in order.
+    const [mute] = of("mute", "alice");
+    assert.ok(mute.to - mute.from > 1000 && mute.to - mute.from < 5000, JSON.stringify(mute));
+    assert.equal(of("message", "alice").length, 1);
+    assert.equal(of("message", "bob").length, 1);
+    assert.ok(of("message", "bob")[0].x > of("message", "alice")[0].x, "bob's chat came later");
+    assert.ok(live.end > live.start, "a live run is drawn up to now");
+
+    // Names are text: the room id's markup is not interpreted.
+    assert.equal(await page.evaluate(() => document.querySelectorAll("[data-timeline] h3 i, [data-timeline] svg i").length), 0);
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    const liveShot = path.join(ARTIFACTS, "status-timeline-live.png");
+    await (await page.$("[data-timeline]")).screenshot({ path: liveShot });
+    assert.ok(fs.statSync(liveShot).size > 5_000, "a real screenshot");
+
+    await bob.leave();
+    await alice.leave();
+    const finished = await until("the finished timeline", async () => {
+      const t = await timeline(page, room);
+      return t && t.badge === "finished" ? t : null;
+    }, 30000);
+    const bars = finished.shapes.filter((s) => s.kind === "file");
+    assert.ok(bars.length >= 2 && bars.every((b) => Number.isFinite(b.to) && b.to > b.from), JSON.stringify(bars));
+    assert.ok(finished.shapes.filter((s) => s.kind === "recording").every((r) => r.to <= finished.end), "the recording span ends with the run");
+    const finishedShot = path.join(ARTIFACTS, "status-timeline-finished.png");
+    await (await page.$("[data-timeline]")).screenshot({ path: finishedShot });
+    console.log(`timeline screenshots: ${liveShot} ${finishedShot}`);
+  }));
