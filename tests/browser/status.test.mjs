@@ -358,13 +358,20 @@ test("the status page draws each room's timeline: who was there when, files, cha
   scenario("status page timeline", async (f) => {
     const gw = await f.startGateway({ config: "[recording]\nempty_room_grace_secs = 1\n" });
     const room = "timeline <i>room</i>";
+    // Chat only once the gateway's channels to the peer are open (its
+    // recording/started ctrl event has arrived): a message sent the moment
+    // the connection opens can be lost (a known participant issue).
+    const recordingStarted = (peer) =>
+      peer.waitFor("the ctrl event recording/started", (e) => e.type === "message" && e.event === "recording" && e.args?.[0]?.state === "started");
     const alice = await publisher(f, gw.url, room, "alice");
-    await alice.chat("chat", "msg", "hello from alice");
+    await recordingStarted(alice);
     // Muted for a moment (rtc.io's media-state goes through the server).
     await alice.page.evaluate((roomId) => window.client.socket.emit("media-state", { roomId, mic: false, cam: true }), room);
     await sleep(1500);
     await alice.page.evaluate((roomId) => window.client.socket.emit("media-state", { roomId, mic: true, cam: true }), room);
+    await alice.chat("chat", "msg", "hello from alice");
     const bob = await publisher(f, gw.url, room, "bob");
+    await recordingStarted(bob);
     await bob.chat("chat", "msg", "hi, bob here");
 
     const page = await openStatusPage(f, `${gw.url}/`);
