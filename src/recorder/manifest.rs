@@ -136,6 +136,35 @@ impl Manifest {
         self.end_reason = Some(reason);
     }
 
+    /// A recording manifest for unit tests: `file` of `peer` in room `r`,
+    /// stream `s1` under `camera`, just started, nothing else known.
+    #[cfg(test)]
+    pub(crate) fn for_test(file: &str, peer: PeerSummary, started_unix_ms: u64) -> Manifest {
+        Manifest {
+            state: RecordingState::Recording,
+            file: file.into(),
+            server: None,
+            room: "r".into(),
+            peer,
+            stream_id: "s1".into(),
+            event: "camera".into(),
+            events: None,
+            template: "record-webm".into(),
+            codecs: Codecs::default(),
+            started_at: String::new(),
+            started_unix_ms,
+            ended_at: None,
+            ended_unix_ms: None,
+            duration_secs: None,
+            size_bytes: None,
+            end_reason: None,
+            error: None,
+            first_keyframe_ms: None,
+            t0_unix_ms: None,
+            clock: None,
+        }
+    }
+
     /// Take the file's clock as it is now; true if `t0` or its source changed.
     pub fn set_clock(&mut self, status: &ClockStatus, now: SystemTime) -> bool {
         let changed =
@@ -184,29 +213,11 @@ mod tests {
         let (started_at, started_unix_ms) = Manifest::started(at);
         let mut events = StreamEvents::new();
         events.insert("camera".into(), vec![serde_json::json!({"cam": "[RTCIOStream] s1", "metadata": {"k": 1}})]);
-        Manifest {
-            state: RecordingState::Recording,
-            file: "x.webm".into(),
-            server: None,
-            room: "r".into(),
-            peer: PeerSummary { id: "p".into(), name: "Alice".into() },
-            stream_id: "s1".into(),
-            event: primary_event(Some(&events)),
-            events: Some(events),
-            template: "record-webm".into(),
-            codecs: Codecs::default(),
-            started_at,
-            started_unix_ms,
-            ended_at: None,
-            ended_unix_ms: None,
-            duration_secs: None,
-            size_bytes: None,
-            end_reason: None,
-            error: None,
-            first_keyframe_ms: None,
-            t0_unix_ms: None,
-            clock: None,
-        }
+        let mut m = Manifest::for_test("x.webm", PeerSummary { id: "p".into(), name: "Alice".into() }, started_unix_ms);
+        m.started_at = started_at;
+        m.event = primary_event(Some(&events));
+        m.events = Some(events);
+        m
     }
 
     #[test]

@@ -451,7 +451,7 @@ pub fn vtt_name(file: &str) -> String {
 mod tests {
     use super::*;
     use crate::media::clock_status::ClockStatus;
-    use crate::recorder::manifest::{Codecs, PeerSummary};
+    use crate::recorder::manifest::PeerSummary;
 
     const T: u64 = 1_795_702_503_000;
 
@@ -464,29 +464,7 @@ mod tests {
     }
 
     fn manifest(file: &str, started: u64) -> Manifest {
-        Manifest {
-            state: RecordingState::Recording,
-            file: file.into(),
-            server: None,
-            room: "r".into(),
-            peer: PeerSummary { id: "p1".into(), name: "alice".into() },
-            stream_id: "s1".into(),
-            event: "camera".into(),
-            events: None,
-            template: "record-webm".into(),
-            codecs: Codecs::default(),
-            started_at: String::new(),
-            started_unix_ms: started,
-            ended_at: None,
-            ended_unix_ms: None,
-            duration_secs: None,
-            size_bytes: None,
-            end_reason: None,
-            error: None,
-            first_keyframe_ms: None,
-            t0_unix_ms: None,
-            clock: None,
-        }
+        Manifest::for_test(file, PeerSummary { id: "p1".into(), name: "alice".into() }, started)
     }
 
     fn clock(t0: f64, source: ClockSource) -> ClockStatus {

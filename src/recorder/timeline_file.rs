@@ -180,29 +180,8 @@ mod tests {
     fn sidecars_wait_for_t0() {
         let dir = tempfile::tempdir().unwrap();
         let mut t = Timeline::new("r", None, at(0));
-        let mut m = crate::recorder::manifest::Manifest {
-            state: crate::recorder::manifest::RecordingState::Recording,
-            file: "a.webm".into(),
-            server: None,
-            room: "r".into(),
-            peer: crate::recorder::manifest::PeerSummary { id: "p".into(), name: "n".into() },
-            stream_id: "s".into(),
-            event: "camera".into(),
-            events: None,
-            template: "t".into(),
-            codecs: Default::default(),
-            started_at: String::new(),
-            started_unix_ms: 1_000,
-            ended_at: None,
-            ended_unix_ms: None,
-            duration_secs: None,
-            size_bytes: None,
-            end_reason: None,
-            error: None,
-            first_keyframe_ms: None,
-            t0_unix_ms: None,
-            clock: None,
-        };
+        let peer = crate::recorder::manifest::PeerSummary { id: "p".into(), name: "n".into() };
+        let mut m = crate::recorder::manifest::Manifest::for_test("a.webm", peer, 1_000);
         t.upsert_file(&m);
         write_sidecar(dir.path(), &t.files()[0], &[]).unwrap();
         assert!(!dir.path().join("a.vtt").exists());

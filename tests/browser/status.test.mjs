@@ -367,7 +367,7 @@ test("the status page draws each room's timeline: who was there when, files, cha
     await recordingStarted(alice);
     // Muted for a moment (rtc.io's media-state goes through the server).
     await alice.page.evaluate((roomId) => window.client.socket.emit("media-state", { roomId, mic: false, cam: true }), room);
-    await sleep(1500);
+    await sleep(1500); // how long the mute lasts is what the picture must show
     await alice.page.evaluate((roomId) => window.client.socket.emit("media-state", { roomId, mic: true, cam: true }), room);
     await alice.chat("chat", "msg", "hello from alice");
     const bob = await publisher(f, gw.url, room, "bob");

@@ -111,10 +111,13 @@ test("a recording's .vtt fires its chat cues at the moments the chat happened", 
     await alice.waitFor("peer-connect to the recorder", (e) => e.type === "peer-connect");
     await publishFlasher(alice);
     const roomDir = path.join(gw.recordings, room);
-    await waitForManifests(roomDir, "a recording in progress", (all) => all.some((m) => m.state === "recording"));
+    // Until the recording's time zero is on the wall clock (its held start
+    // over): every chat then falls inside the file.
+    await waitForManifests(roomDir, "a recording in progress with its t0", (all) =>
+      all.some((m) => m.state === "recording" && m.t0_unix_ms != null),
+    );
     // Chat at known moments, 1.5 s apart, with text that needs escaping; the picture flashes at each.
     const sent = [];
-    await sleep(1500);
     for (let i = 0; i < 4; i++) {
       const at = await alice.page.evaluate((text) => {
         window.flashUntil = performance.now() + 400;
