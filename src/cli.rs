@@ -89,9 +89,32 @@ pub struct MediaArgs {
     /// Jitter-buffer latency, ms.
     #[arg(long, value_name = "MS", default_value_t = 200)]
     pub jitter_latency_ms: u32,
-    /// x264 bitrate when video must be transcoded, kbit/s.
+    /// x264 bitrate when video must be transcoded (and the composite's), kbit/s.
     #[arg(long, value_name = "KBPS", default_value_t = 2500)]
     pub video_kbps: u32,
+    /// One composite of the whole room (every camera in one picture, every
+    /// track in one mix) instead of one stream.
+    #[arg(long)]
+    pub composite: bool,
+    /// The composite's layout.
+    #[arg(long, value_name = "LAYOUT", default_value = "grid", value_parser = ["grid", "speaker", "screen"])]
+    pub layout: String,
+    /// The composite's picture size, WIDTHxHEIGHT.
+    #[arg(long, value_name = "WxH", default_value = "1280x720", value_parser = parse_size)]
+    pub composite_size: (u32, u32),
+    /// The composite's frame rate.
+    #[arg(long, value_name = "FPS", default_value_t = 30)]
+    pub composite_fps: u32,
+}
+
+impl MediaArgs {
+    pub fn mode(&self) -> crate::config::OutputMode {
+        if self.composite { crate::config::OutputMode::Composite } else { crate::config::OutputMode::Streams }
+    }
+
+    pub fn layout(&self) -> crate::composite::layout::LayoutKind {
+        self.layout.parse().unwrap_or_default()
+    }
 }
 
 /// Where and as whom to join.

@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use crate::cli::{JoinArgs, MediaArgs, MuxArgs, PublishArgs, RelayArgs, RoomArgs};
+use crate::config::CompositeConfig;
 use crate::media::source::{AudioCodec, Input, MediaSource, SourceConfig, short_id};
 use crate::media::templates::TemplateSet;
 use crate::metrics::Metrics;
@@ -63,6 +64,8 @@ pub async fn join(args: JoinArgs) -> Result<(), CommandError> {
         recording: (!args.no_record).then(|| RecordSpec {
             dir: args.recordings.clone(),
             template: args.media.template.clone(),
+            mode: args.media.mode(),
+            layout: args.media.layout(),
             by: "cli".to_string(),
             max_bytes: 0,
             max_duration_secs: 0,
@@ -91,6 +94,8 @@ pub async fn relay(args: RelayArgs) -> Result<(), CommandError> {
             peer: args.peer.clone(),
             event: args.event.clone(),
             template: args.media.template.clone(),
+            mode: args.media.mode(),
+            layout: args.media.layout(),
         }),
         log_channels: Vec::new(),
     };
@@ -123,6 +128,13 @@ async fn run_recording_participant(
         finish_timeout: Duration::from_secs(5),
         metrics: metrics.media.clone(),
         notifier: None,
+        composite: CompositeConfig {
+            width: media.composite_size.0,
+            height: media.composite_size.1,
+            framerate: media.composite_fps.clamp(1, 60),
+            video_kbps: media.video_kbps.clamp(100, 50_000),
+            ..CompositeConfig::default()
+        },
     };
     let mut config = participant_config(room, default_name);
     // Log (and create) every channel the plan logs.

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::composite::layout::LayoutKind;
+
 /// Prefix of every configuration environment variable.
 pub const ENV_PREFIX: &str = "RTCIO_GATEWAY_";
 /// Environment variable naming the config file (read by the CLI, not a config key).
@@ -29,8 +31,81 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub pipelines: PipelinesConfig,
     pub relay: RelayConfig,
+    pub composite: CompositeConfig,
     pub api: ApiConfig,
     pub webhooks: crate::webhooks::WebhooksConfig,
+}
+
+/// What a recording (or a relay) of a room is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputMode {
+    /// One file per stream (a relay: one stream, passed through when it can be).
+    #[default]
+    Streams,
+    /// One composite of the whole room ([`crate::composite`]).
+    Composite,
+    /// Both (recordings only).
+    Both,
+}
+
+impl OutputMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OutputMode::Streams => "streams",
+            OutputMode::Composite => "composite",
+            OutputMode::Both => "both",
+        }
+    }
+
+    pub fn streams(&self) -> bool {
+        matches!(self, OutputMode::Streams | OutputMode::Both)
+    }
+
+    pub fn composite(&self) -> bool {
+        matches!(self, OutputMode::Composite | OutputMode::Both)
+    }
+}
+
+impl std::str::FromStr for OutputMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "streams" => Ok(OutputMode::Streams),
+            "composite" => Ok(OutputMode::Composite),
+            "both" => Ok(OutputMode::Both),
+            other => Err(format!("unknown mode {other:?} (streams, composite, both)")),
+        }
+    }
+}
+
+/// The room composite's picture and sound (`mode = "composite"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompositeConfig {
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    /// Video bitrate of the composite's encoder, kbit/s.
+    pub video_kbps: u32,
+    /// How long after capture a frame is composed, ms: covers the senders'
+    /// encoders, the network and decoding (a slower input is shown late, not dropped).
+    pub latency_ms: u64,
+    /// Streams emitted under this event are screen shares (the `screen` layout puts them large).
+    pub screen_event: String,
+}
+
+impl Default for CompositeConfig {
+    fn default() -> Self {
+        CompositeConfig {
+            width: 1280,
+            height: 720,
+            framerate: 30,
+            video_kbps: 2500,
+            latency_ms: 300,
+            screen_event: "screen".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -152,8 +227,12 @@ pub struct RecordingConfig {
     pub dir: PathBuf,
     /// Glob patterns of room ids to record (`*` = every room).
     pub rooms: Vec<String>,
-    /// Template for every recording; empty = chosen by codec.
+    /// Template for every recording; empty = chosen by codec (a composite: `composite-webm`).
     pub template: String,
+    /// One file per stream, one composite of the room, or both.
+    pub mode: OutputMode,
+    /// The composite's layout: `grid`, `speaker` or `screen`.
+    pub layout: LayoutKind,
     /// Broadcast channels logged to chat.jsonl (ctrl is always logged).
     pub channels: Vec<String>,
     /// Display name of the recording participant.
@@ -196,6 +275,8 @@ pub struct RecordingRule {
     pub record: bool,
     /// Template for these rooms; empty = inherit.
     pub template: String,
+    pub mode: Option<OutputMode>,
+    pub layout: Option<LayoutKind>,
     pub channels: Option<Vec<String>>,
     pub max_room_bytes: Option<u64>,
     pub max_room_duration_secs: Option<u64>,
@@ -207,6 +288,8 @@ impl Default for RecordingRule {
             rooms: Vec::new(),
             record: true,
             template: String::new(),
+            mode: None,
+            layout: None,
             channels: None,
             max_room_bytes: None,
             max_room_duration_secs: None,
@@ -241,6 +324,11 @@ pub struct RelayTarget {
     pub event: String,
     #[serde(default)]
     pub template: String,
+    /// `streams` (one stream, see `peer`/`event`) or `composite` (the room).
+    #[serde(default)]
+    pub mode: OutputMode,
+    #[serde(default)]
+    pub layout: LayoutKind,
 }
 
 impl Default for RecordingConfig {
@@ -250,6 +338,8 @@ impl Default for RecordingConfig {
             dir: PathBuf::from("./recordings"),
             rooms: vec!["*".into()],
             template: String::new(),
+            mode: OutputMode::Streams,
+            layout: LayoutKind::Grid,
             channels: vec!["chat".into()],
             participant_name: "rtcio-gateway recorder".into(),
             jitter_latency_ms: 200,
@@ -345,6 +435,22 @@ impl Config {
         }
         if s.shutdown_grace_secs > 3600 {
             return Err(invalid("server.shutdown_grace_secs", "must be at most 3600"));
+        }
+        let c = &self.composite;
+        if !(64..=3840).contains(&c.width) || !(64..=2160).contains(&c.height) || c.width % 2 != 0 || c.height % 2 != 0 {
+            return Err(invalid("composite.width", "width 64–3840 and height 64–2160, both even"));
+        }
+        if !(1..=60).contains(&c.framerate) {
+            return Err(invalid("composite.framerate", "must be between 1 and 60"));
+        }
+        if !(100..=50_000).contains(&c.video_kbps) {
+            return Err(invalid("composite.video_kbps", "must be between 100 and 50000"));
+        }
+        if !(50..=5_000).contains(&c.latency_ms) {
+            return Err(invalid("composite.latency_ms", "must be between 50 and 5000"));
+        }
+        if let Some(t) = self.relay.targets.iter().find(|t| t.mode == OutputMode::Both) {
+            return Err(invalid("relay.targets", format!("room {:?}: a relay is `streams` or `composite`, not both", t.room)));
         }
         let g = &self.signaling;
         if !(1024..=64 * 1024 * 1024).contains(&g.max_payload_bytes) {

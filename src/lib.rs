@@ -32,6 +32,7 @@ pub mod api;
 pub mod backoff;
 pub mod cli;
 pub mod commands;
+pub mod composite;
 pub mod config;
 pub mod http;
 pub mod ids;

@@ -17,7 +17,10 @@ use tower::ServiceExt;
 use super::recordings::{self, RecordingEntry};
 use super::{ApiError, ApiState, OPENAPI};
 use crate::recorder::controller::{Change, RemoteJoin, RoomKey, RoomView};
+use crate::composite::layout::LayoutKind;
+use crate::config::OutputMode;
 use crate::recorder::room::RelaySpec;
+use crate::recorder::rules::RecordChoice;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -66,6 +69,8 @@ pub async fn get_room(State(state): State<ApiState>, Path(room): Path<String>) -
 #[serde(deny_unknown_fields)]
 struct StartRecording {
     template: Option<String>,
+    mode: Option<OutputMode>,
+    layout: Option<LayoutKind>,
 }
 
 pub async fn start_room_recording(
@@ -75,7 +80,8 @@ pub async fn start_room_recording(
 ) -> ApiResult<Json<RoomView>> {
     let request: StartRecording = body(&raw)?;
     let key = RoomKey { server: None, room: room.clone() };
-    state.control.change(key, None, Change::StartRecording { template: request.template }).await?;
+    let asked = RecordChoice { template: request.template, mode: request.mode, layout: request.layout };
+    state.control.change(key, None, Change::StartRecording(asked)).await?;
     Ok(Json(room_view(&state, &room).await?))
 }
 
@@ -92,11 +98,22 @@ struct StartRelay {
     peer: Option<String>,
     event: Option<String>,
     template: Option<String>,
+    #[serde(default)]
+    mode: OutputMode,
+    #[serde(default)]
+    layout: LayoutKind,
 }
 
 impl StartRelay {
     fn spec(self) -> RelaySpec {
-        RelaySpec { url: self.url, peer: self.peer, event: self.event, template: self.template }
+        RelaySpec {
+            url: self.url,
+            peer: self.peer,
+            event: self.event,
+            template: self.template,
+            mode: self.mode,
+            layout: self.layout,
+        }
     }
 }
 
@@ -131,6 +148,9 @@ struct RemoteRoom {
     password: Option<String>,
     name: Option<String>,
     template: Option<String>,
+    /// Recordings: as the rules say when absent; relays: `streams` when absent.
+    mode: Option<OutputMode>,
+    layout: Option<LayoutKind>,
     // Relays only:
     url: Option<String>,
     peer: Option<String>,
@@ -163,7 +183,8 @@ async fn session_answer(state: &ApiState, key: &RoomKey, status: StatusCode) -> 
 pub async fn start_remote_recording(State(state): State<ApiState>, raw: Bytes) -> ApiResult<Response> {
     let request: RemoteRoom = body(&raw)?;
     let key = request.key()?;
-    let change = Change::StartRecording { template: request.template.clone() };
+    let asked = RecordChoice { template: request.template.clone(), mode: request.mode, layout: request.layout };
+    let change = Change::StartRecording(asked);
     state.control.change(key.clone(), Some(request.join()), change).await?;
     session_answer(&state, &key, StatusCode::ACCEPTED).await
 }
@@ -181,8 +202,14 @@ pub async fn start_remote_relay(State(state): State<ApiState>, raw: Bytes) -> Ap
     let Some(url) = request.url.clone() else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "url (rtmp://...) is required"));
     };
-    let spec =
-        RelaySpec { url, peer: request.peer.clone(), event: request.event.clone(), template: request.template.clone() };
+    let spec = RelaySpec {
+        url,
+        peer: request.peer.clone(),
+        event: request.event.clone(),
+        template: request.template.clone(),
+        mode: request.mode.unwrap_or_default(),
+        layout: request.layout.unwrap_or_default(),
+    };
     state.control.change(key.clone(), Some(request.join()), Change::StartRelay(spec)).await?;
     session_answer(&state, &key, StatusCode::ACCEPTED).await
 }

@@ -41,7 +41,7 @@ pub struct InputCaps {
 }
 
 impl InputCaps {
-    fn to_caps(&self) -> gst::Caps {
+    pub fn to_caps(&self) -> gst::Caps {
         // Integer fields must be i32, or the depayloader refuses the caps.
         let payload = match self.kind {
             MediaKind::Video => VIDEO_PT,

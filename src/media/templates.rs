@@ -25,10 +25,18 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("record-webm", include_str!("../../pipelines/record-webm.toml")),
     ("record-mkv", include_str!("../../pipelines/record-mkv.toml")),
     ("relay-rtmp", include_str!("../../pipelines/relay-rtmp.toml")),
+    ("composite-webm", include_str!("../../pipelines/composite-webm.toml")),
+    ("composite-mkv", include_str!("../../pipelines/composite-mkv.toml")),
+    ("relay-composite-rtmp", include_str!("../../pipelines/relay-composite-rtmp.toml")),
 ];
 
+/// The one "codec" of a composite template's branches: raw video from the
+/// compositor, raw audio from the mixer.
+pub const COMPOSITE_INPUT: &str = "RAW";
+
 /// The placeholders a template may use.
-pub const PLACEHOLDERS: &[&str] = &["location", "rtmp_url", "latency", "video_kbps", "sink_buffer_bytes"];
+pub const PLACEHOLDERS: &[&str] =
+    &["location", "rtmp_url", "latency", "video_kbps", "sink_buffer_bytes", "framerate", "keyframe_frames"];
 
 /// `{sink_buffer_bytes}` for a pipeline with video: what a file sink may hold
 /// before it writes (one write per 32 KiB instead of one per muxed block).
@@ -64,6 +72,10 @@ struct TemplateFile {
     /// File extension of recordings (record templates only).
     extension: Option<String>,
     output: String,
+    /// A room composite's output: `[video] RAW` and `[audio] RAW` take the
+    /// compositor's and the mixer's raw output (no appsrc).
+    #[serde(default)]
+    composite: bool,
     #[serde(default)]
     video: BTreeMap<String, String>,
     #[serde(default)]
@@ -78,6 +90,8 @@ pub struct Template {
     pub origin: String,
     pub kind: TemplateKind,
     pub extension: String,
+    /// A room composite's template (see [`COMPOSITE_INPUT`]); never chosen for one stream.
+    pub composite: bool,
     output: String,
     /// Codec (upper case encoding name, e.g. `VP8`) → branch.
     video: BTreeMap<String, String>,
@@ -93,6 +107,8 @@ pub struct Values {
     pub rtmp_url: Option<String>,
     pub latency_ms: u32,
     pub video_kbps: u32,
+    /// Output frame rate (composites).
+    pub framerate: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -159,6 +175,7 @@ impl Template {
             origin: origin.to_string(),
             kind: file.kind,
             extension,
+            composite: file.composite,
             output: file.output,
             video: upper(file.video),
             audio: upper(file.audio),
@@ -166,6 +183,19 @@ impl Template {
         };
         for (part, fragment) in template.fragments() {
             check_placeholders(fragment).map_err(|m| invalid(format!("[{part}]: {m}")))?;
+        }
+        if template.composite {
+            let raw_only = |m: &BTreeMap<String, String>| m.len() == 1 && m.contains_key(COMPOSITE_INPUT);
+            if !raw_only(&template.video) || !raw_only(&template.audio) {
+                return Err(invalid(format!("a composite template has exactly `[video] {COMPOSITE_INPUT}` and `[audio] {COMPOSITE_INPUT}`")));
+            }
+            if template.fragments().any(|(_, f)| f.contains("appsrc")) {
+                return Err(invalid("a composite template's branches start from raw media, without appsrc".into()));
+            }
+            return Ok(template);
+        }
+        if template.video.contains_key(COMPOSITE_INPUT) || template.audio.contains_key(COMPOSITE_INPUT) {
+            return Err(invalid(format!("`{COMPOSITE_INPUT}` branches need `composite = true`")));
         }
         for (codec, branch) in &template.video {
             if !branch.contains("name=video") {
@@ -227,6 +257,23 @@ impl Template {
         }
         let sink_buffer_bytes = if video.is_some() { SINK_BUFFER_WITH_VIDEO } else { SINK_BUFFER_AUDIO_ONLY };
         Ok(fill_placeholders(&parts.join("\n"), values, sink_buffer_bytes))
+    }
+
+    /// The gst-launch description of a composite's output: `video_head` and
+    /// `audio_head` (the compositor and the mixer, ending where raw media
+    /// comes out) joined to the template's branches, placeholders filled in.
+    pub fn composite_description(&self, video_head: &str, audio_head: &str, values: &Values) -> Result<String, String> {
+        if !self.composite {
+            return Err(format!("template {} is not a composite template", self.name));
+        }
+        let branch = |m: &BTreeMap<String, String>| m.get(COMPOSITE_INPUT).cloned().unwrap_or_default();
+        let description = format!(
+            "{}\n{video_head} ! {}\n{audio_head} ! {}",
+            self.output,
+            branch(&self.video),
+            branch(&self.audio)
+        );
+        Ok(fill_placeholders(&description, values, SINK_BUFFER_WITH_VIDEO))
     }
 }
 
@@ -293,6 +340,9 @@ fn fill_placeholders(description: &str, values: &Values, sink_buffer_bytes: u32)
             "rtmp_url" => quote(values.rtmp_url.as_deref().unwrap_or("rtmp://127.0.0.1/live/unset")),
             "latency" => values.latency_ms.to_string(),
             "video_kbps" => values.video_kbps.to_string(),
+            "framerate" => values.framerate.max(1).to_string(),
+            // One keyframe every two seconds.
+            "keyframe_frames" => (values.framerate.max(1) * 2).to_string(),
             "sink_buffer_bytes" => sink_buffer_bytes.to_string(),
             _ => description[start..end].to_string(),
         };
@@ -347,7 +397,20 @@ impl TemplateSet {
         crate::media::init()?;
         let mut findings = Vec::new();
         for template in &mut self.templates {
-            let values = Values { latency_ms: 200, video_kbps: 1000, ..Values::default() };
+            let values = Values { latency_ms: 200, video_kbps: 1000, framerate: 30, ..Values::default() };
+            if template.composite {
+                // Raw test inputs standing in for the compositor and the mixer.
+                let video = "appsrc name=video caps=video/x-raw,format=I420,width=320,height=240,framerate=30/1";
+                let audio = "appsrc name=audio caps=audio/x-raw,format=S16LE,layout=interleaved,rate=48000,channels=2";
+                let description = template.composite_description(video, audio, &values).expect("a composite template");
+                if let Err(mut finding) = check_description(&description, true, true) {
+                    finding.template = template.name.clone();
+                    finding.part = "composite".into();
+                    finding.fatal = true;
+                    findings.push(finding);
+                }
+                continue;
+            }
             let mut checks: Vec<(String, Option<String>, Option<String>)> = Vec::new();
             for codec in template.video.keys() {
                 checks.push((format!("video {codec}"), Some(codec.clone()), None));
@@ -394,6 +457,25 @@ impl TemplateSet {
         Ok(findings)
     }
 
+    /// The template of a room composite: `preferred` if given (it must be a
+    /// composite template of `kind`), else the built-in one: `composite-webm`
+    /// to record, `relay-composite-rtmp` to relay.
+    pub fn choose_composite(&self, kind: TemplateKind, preferred: Option<&str>) -> Result<&Template, TemplateError> {
+        let name = preferred.unwrap_or(match kind {
+            TemplateKind::Record => "composite-webm",
+            TemplateKind::Relay => "relay-composite-rtmp",
+        });
+        let t = self.get(name)?;
+        if t.kind == kind && t.composite {
+            return Ok(t);
+        }
+        Err(TemplateError::NoMatch {
+            kind,
+            wanted: "a room composite".into(),
+            hint: format!(" (the template {name:?} is not a {kind} composite template)"),
+        })
+    }
+
     /// The template for a stream: `preferred` if given (it must handle the
     /// codecs), else the first template of `kind` that handles them.
     pub fn choose(
@@ -406,7 +488,7 @@ impl TemplateSet {
         let wanted = describe_codecs(video, audio);
         if let Some(name) = preferred {
             let t = self.get(name)?;
-            if t.kind == kind && t.handles(video, audio) {
+            if t.kind == kind && !t.composite && t.handles(video, audio) {
                 return Ok(t);
             }
             return Err(TemplateError::NoMatch {
@@ -415,11 +497,11 @@ impl TemplateSet {
                 hint: format!(" (the configured template {name:?} does not)"),
             });
         }
-        self.templates.iter().find(|t| t.kind == kind && t.handles(video, audio)).ok_or_else(|| {
+        self.templates.iter().find(|t| t.kind == kind && !t.composite && t.handles(video, audio)).ok_or_else(|| {
             let known: Vec<String> = self
                 .templates
                 .iter()
-                .filter(|t| t.kind == kind)
+                .filter(|t| t.kind == kind && !t.composite)
                 .map(|t| {
                     format!("{}: {}", t.name, t.video_codecs().chain(t.audio_codecs()).collect::<Vec<_>>().join("/"))
                 })

@@ -40,11 +40,11 @@ use super::admission::{Action as AdmissionAction, Admission, AdmissionConfig, Ca
 use super::end_reason::EndReason;
 use super::naming::rfc3339;
 use super::room::{RecordSpec, RelaySpec, RoomPlan, RoomRecorder};
-use super::rules::Planner;
+use super::rules::{Planner, RecordChoice};
 use super::runner::{Outcome, RoomCommand, RoomNotice, RoomReport, run_room};
 use super::status::{OutputHealth, RelayState, RoomStatus};
 use super::stream::OutputSettings;
-use crate::config::Config;
+use crate::config::{Config, OutputMode};
 use crate::media::templates::TemplateKind;
 use crate::metrics::{MediaMetrics, ParticipantMetrics};
 use crate::participant::events::MediaKind;
@@ -191,7 +191,7 @@ pub struct SessionView {
 /// What to change.
 #[derive(Debug)]
 pub enum Change {
-    StartRecording { template: Option<String> },
+    StartRecording(RecordChoice),
     StopRecording,
     StartRelay(RelaySpec),
     StopRelay,
@@ -253,9 +253,9 @@ pub struct Controller {
 /// What the API decided for a room of our own server (until it empties).
 #[derive(Debug, Default, Clone)]
 struct Overrides {
-    /// Some(true): record (with `template`), Some(false): do not.
+    /// Some(true): record (as `asked`), Some(false): do not.
     recording: Option<bool>,
-    template: Option<String>,
+    asked: RecordChoice,
     relay: Option<Option<RelaySpec>>,
 }
 
@@ -451,7 +451,34 @@ impl State {
         }
     }
 
+    /// A template asked for must be of the kind the mode records (a composite's, or a stream's; either for `both`).
+    fn check_record_choice(&self, room: &str, asked: &RecordChoice) -> Result<(), ControlError> {
+        self.check_template(asked.template.as_deref(), TemplateKind::Record)?;
+        let Some(name) = asked.template.as_deref() else { return Ok(()) };
+        let mode = asked.mode.unwrap_or(self.planner.rule(room).mode);
+        let composite = self.settings.templates.get(name).is_ok_and(|t| t.composite);
+        match mode {
+            OutputMode::Streams if composite => {
+                Err(ControlError::TemplateNotFound(format!("template {name:?} is a composite template (mode \"composite\")")))
+            }
+            OutputMode::Composite if !composite => {
+                Err(ControlError::TemplateNotFound(format!("template {name:?} is not a composite template")))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn check_relay(&self, spec: &RelaySpec) -> Result<(), ControlError> {
+        if spec.mode == OutputMode::Both {
+            return Err(ControlError::Invalid("a relay's mode is \"streams\" or \"composite\"".into()));
+        }
+        if let Some(name) = spec.template.as_deref()
+            && let Ok(t) = self.settings.templates.get(name)
+            && t.composite != (spec.mode == OutputMode::Composite)
+        {
+            let which = if t.composite { "a composite" } else { "a stream's" };
+            return Err(ControlError::TemplateNotFound(format!("template {name:?} is {which} template, and the mode is {:?}", spec.mode.as_str())));
+        }
         let ok = url::Url::parse(&spec.url).is_ok_and(|u| matches!(u.scheme(), "rtmp" | "rtmps") && u.host().is_some());
         if !ok {
             return Err(ControlError::Invalid(format!("url {:?} is not an rtmp:// or rtmps:// URL", spec.url)));
@@ -465,7 +492,7 @@ impl State {
         }
         let (recording, relay) = self.desired_local(room);
         match &change {
-            Change::StartRecording { template } => self.check_template(template.as_deref(), TemplateKind::Record)?,
+            Change::StartRecording(asked) => self.check_record_choice(room, asked)?,
             Change::StartRelay(spec) => self.check_relay(spec)?,
             Change::StopRecording if recording.is_none() => return Err(ControlError::NotRecording(room.to_string())),
             Change::StopRelay if relay.is_none() => return Err(ControlError::NotRelaying(room.to_string())),
@@ -473,9 +500,9 @@ impl State {
         }
         let overrides = self.overrides.entry(room.to_string()).or_default();
         match change {
-            Change::StartRecording { template } => {
+            Change::StartRecording(asked) => {
                 overrides.recording = Some(true);
-                overrides.template = template;
+                overrides.asked = asked;
             }
             Change::StopRecording => overrides.recording = Some(false),
             Change::StartRelay(spec) => overrides.relay = Some(Some(spec)),
@@ -489,9 +516,9 @@ impl State {
         let (mut recording, mut relay) =
             self.jobs.get(&key).map(|j| (j.recording.clone(), j.relay.clone())).unwrap_or_default();
         match change {
-            Change::StartRecording { template } => {
-                self.check_template(template.as_deref(), TemplateKind::Record)?;
-                recording = Some(self.planner.record_spec(&key.room, "api", template));
+            Change::StartRecording(asked) => {
+                self.check_record_choice(&key.room, &asked)?;
+                recording = Some(self.planner.record_spec(&key.room, "api", asked));
             }
             Change::StopRecording => {
                 if recording.take().is_none() {
@@ -672,7 +699,7 @@ impl State {
         let o = self.overrides.get(room).cloned().unwrap_or_default();
         let record = o.recording.unwrap_or_else(|| self.planner.rule(room).auto);
         let by = if o.recording == Some(true) { "api" } else { "rule" };
-        let recording = record.then(|| self.planner.record_spec(room, by, o.template.clone()));
+        let recording = record.then(|| self.planner.record_spec(room, by, o.asked.clone()));
         let relay = o.relay.unwrap_or_else(|| self.planner.relay(room));
         (recording, relay)
     }
@@ -1053,6 +1080,7 @@ pub fn output_settings(
         finish_timeout: Duration::from_secs(config.recording.finish_timeout_secs),
         metrics,
         notifier,
+        composite: config.composite.clone(),
     }
 }
 
@@ -1130,7 +1158,7 @@ mod tests {
         assert_eq!(st.jobs.get(&key).map(|j| j.id), Some(JobId(2)));
         assert_eq!(st.own_ids.keys().collect::<Vec<_>>(), ["new"]);
         // A late notice of job 1 changes nothing either.
-        st.jobs.get_mut(&key).unwrap().recording = Some(st.planner.record_spec("r", "rule", None));
+        st.jobs.get_mut(&key).unwrap().recording = Some(st.planner.record_spec("r", "rule", RecordChoice::default()));
         report(&mut st, 1, "r", RoomReport::Notice(RoomNotice::CapReached(EndReason::SizeCap)));
         assert!(st.jobs[&key].recording.is_some());
         assert!(!st.overrides.contains_key("r"));

@@ -96,6 +96,20 @@ pub struct Manifest {
     pub t0_unix_ms: Option<f64>,
     /// How good `t0_unix_ms` is.
     pub clock: Option<ManifestClock>,
+    /// A room composite's picture (absent for a stream's recording).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub composite: Option<CompositeSummary>,
+}
+
+/// What a room composite shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompositeSummary {
+    pub layout: crate::composite::layout::LayoutKind,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: u32,
+    /// The members shown or heard, by name, in the order they first were.
+    pub members: Vec<String>,
 }
 
 /// How a file's `t0_unix_ms` was learnt, as of the manifest's writing.
@@ -162,6 +176,7 @@ impl Manifest {
             first_keyframe_ms: None,
             t0_unix_ms: None,
             clock: None,
+            composite: None,
         }
     }
 

@@ -21,6 +21,7 @@
 
 pub mod admission;
 pub mod chat_log;
+pub mod composite;
 pub mod controller;
 pub mod end_reason;
 pub mod file_events;

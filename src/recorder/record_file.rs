@@ -28,7 +28,6 @@ pub(super) fn new_record_file(
     video: Option<&CodecInfo>,
     audio: Option<&CodecInfo>,
 ) -> std::io::Result<RecordFile> {
-    std::fs::create_dir_all(room_dir)?;
     let event = manifest::primary_event(context.events.as_ref());
     let name = RecordingName {
         started: started_at,
@@ -37,16 +36,7 @@ pub(super) fn new_record_file(
         stream_id: &context.stream_id,
         extension,
     };
-    // Claim a free name atomically (a stream restarted within a second gets `-2`).
-    let mut attempt = 1;
-    let path = loop {
-        let path = room_dir.join(name.file_name(attempt));
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(_) => break path,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
-            Err(e) => return Err(e),
-        }
-    };
+    let path = claim_free_name(room_dir, |attempt| name.file_name(attempt))?;
     let (started_at_text, started_unix_ms) = Manifest::started(started_at);
     let record = RecordFile {
         manifest_path: manifest::manifest_path(&path),
@@ -72,6 +62,7 @@ pub(super) fn new_record_file(
             first_keyframe_ms: None,
             t0_unix_ms: None,
             clock: None,
+            composite: None,
         },
         path,
         bytes_counted: 0,
@@ -79,6 +70,21 @@ pub(super) fn new_record_file(
     manifest::write_manifest(&record.manifest_path, &record.manifest)?;
     context.files.send(&record.manifest);
     Ok(record)
+}
+
+/// Create `room_dir` and claim a free file name in it atomically: `name(1)`,
+/// else `name(2)`, ... (a recording restarted within a second).
+pub(super) fn claim_free_name(room_dir: &Path, name: impl Fn(u32) -> String) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(room_dir)?;
+    let mut attempt = 1;
+    loop {
+        let path = room_dir.join(name(attempt));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(_) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Write the manifest (a failure is logged) and copy it to the room.

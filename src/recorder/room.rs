@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use super::chat_log::{ChatLog, Origin};
+use super::composite::{CompositeCommand, CompositeContext, CompositeHandle, split_track};
 use super::end_reason::EndReason;
 use super::file_events::FileUpdate;
 use super::naming;
@@ -27,6 +28,8 @@ use crate::participant::channels::Channel;
 use crate::participant::events::{MediaKind, ParticipantEvent, PeerInfo, StreamEnd};
 use crate::participant::room::ServerEvent;
 use crate::participant::streams::StreamEvents;
+use crate::composite::layout::LayoutKind;
+use crate::config::OutputMode;
 
 /// Which stream of a room to relay, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +41,9 @@ pub struct RelaySpec {
     /// video that is not a screen share.
     pub event: Option<String>,
     pub template: Option<String>,
+    /// `streams` (the stream chosen above) or `composite` (the whole room; `peer` and `event` unused).
+    pub mode: OutputMode,
+    pub layout: LayoutKind,
 }
 
 /// Recording a room: where, how, why, and how much at most.
@@ -45,8 +51,11 @@ pub struct RelaySpec {
 pub struct RecordSpec {
     /// Every stream goes into `<dir>/<room>/`.
     pub dir: PathBuf,
-    /// Override the template choice by codec.
+    /// Override the template choice by codec (or the composite's template).
     pub template: Option<String>,
+    /// One file per stream, a composite of the room, or both.
+    pub mode: OutputMode,
+    pub layout: LayoutKind,
     /// Who asked: `rule` (configuration) or `api`.
     pub by: String,
     /// Stop recording the room once its files hold this many bytes (0: no cap).
@@ -80,6 +89,11 @@ pub struct RoomRecorder {
     streams: HashMap<(String, String), StreamEntry>,
     /// The stream currently relayed.
     relayed: Option<(String, String)>,
+    /// The room's composites: the recording's, the relay's.
+    composite_recording: Option<CompositeHandle>,
+    composite_relay: Option<CompositeHandle>,
+    /// Composites being finalised in the background.
+    composites_ending: Vec<tokio::task::JoinHandle<Option<OutputReport>>>,
     chat: Option<ChatLog>,
     chat_failed: bool,
     /// Streams being finalised in the background.
@@ -110,12 +124,16 @@ impl RoomRecorder {
             settings,
             streams: HashMap::new(),
             relayed: None,
+            composite_recording: None,
+            composite_relay: None,
+            composites_ending: Vec::new(),
             chat: None,
             chat_failed: false,
             ending: Vec::new(),
             reports: Vec::new(),
         };
         recorder.open_timeline();
+        recorder.update_composites(EndReason::Stopped);
         recorder
     }
 
@@ -123,8 +141,9 @@ impl RoomRecorder {
         self.plan.recording.as_ref().map(|r| naming::room_dir(&r.dir, &self.plan.room))
     }
 
+    /// The per-stream recording target (none when only the composite is recorded).
     fn record_target(&self) -> Option<Target> {
-        let spec = self.plan.recording.as_ref()?;
+        let spec = self.plan.recording.as_ref().filter(|r| r.mode.streams())?;
         Some(Target::Record { room_dir: naming::room_dir(&spec.dir, &self.plan.room), template: spec.template.clone() })
     }
 
@@ -161,6 +180,7 @@ impl RoomRecorder {
         self.plan.recording = recording;
         let new = self.record_target();
         self.open_timeline();
+        self.update_composites(reason);
         if old != new {
             for entry in self.streams.values() {
                 if let Some(old) = &old {
@@ -218,7 +238,58 @@ impl RoomRecorder {
             entry.handle.send(StreamCommand::RemoveTarget(target, reason));
         }
         self.plan.relay = relay;
+        self.update_composites(reason);
         self.pick_relay();
+    }
+
+    /// The composite targets the plan asks for: the recording's, the relay's.
+    fn composite_targets(&self) -> (Option<(Target, LayoutKind)>, Option<(Target, LayoutKind)>) {
+        let record = self.plan.recording.as_ref().filter(|r| r.mode.composite()).map(|r| {
+            let target = Target::Record { room_dir: naming::room_dir(&r.dir, &self.plan.room), template: r.template.clone() };
+            (target, r.layout)
+        });
+        let relay = self.plan.relay.as_ref().filter(|r| r.mode.composite()).map(|r| {
+            (Target::Relay { url: r.url.clone(), template: r.template.clone() }, r.layout)
+        });
+        (record, relay)
+    }
+
+    /// Start and stop composites to match the plan; one that ends gets `reason`.
+    fn update_composites(&mut self, reason: EndReason) {
+        let (record, relay) = self.composite_targets();
+        for (slot, wanted) in [(0, record), (1, relay)] {
+            let current = if slot == 0 { &mut self.composite_recording } else { &mut self.composite_relay };
+            let same = match (&*current, &wanted) {
+                (Some(handle), Some((target, layout))) => &handle.target == target && handle.layout == *layout,
+                (None, None) => true,
+                _ => false,
+            };
+            if same {
+                continue;
+            }
+            if let Some(old) = current.take() {
+                self.composites_ending.push(tokio::spawn(old.stop(reason)));
+            }
+            if let Some((target, layout)) = wanted {
+                let context = CompositeContext {
+                    server: self.plan.server.clone(),
+                    room: self.plan.room.clone(),
+                    layout,
+                    files: self.timeline.file_events(),
+                };
+                *current = Some(CompositeHandle::start(context, target, self.settings.clone()));
+            }
+        }
+    }
+
+    fn composites(&self) -> impl Iterator<Item = &CompositeHandle> {
+        self.composite_recording.iter().chain(self.composite_relay.iter())
+    }
+
+    /// Whether the streams' own tasks want their tracks (a recording or a relay per stream).
+    fn streams_wanted(&self) -> bool {
+        self.plan.recording.as_ref().is_some_and(|r| r.mode.streams())
+            || self.plan.relay.as_ref().is_some_and(|r| r.mode.streams())
     }
 
     pub fn on_event(&mut self, event: ParticipantEvent) {
@@ -260,11 +331,23 @@ impl RoomRecorder {
                     status: self.status.clone(),
                     files: self.timeline.file_events(),
                 };
+                for composite in self.composites() {
+                    composite.send(CompositeCommand::StreamStarted {
+                        peer: peer.clone(),
+                        stream_id: context.stream_id.clone(),
+                        events: events.clone(),
+                        kinds: context.expected_kinds.clone(),
+                    });
+                }
                 let handle = StreamHandle::start(context, targets, self.settings.clone());
                 self.streams.insert(key, StreamEntry { handle, peer, events, has_video: false });
             }
             ParticipantEvent::StreamMetadata { peer, stream_id, events } => {
                 self.status.update(&peer.id, &stream_id, |s| s.event = super::manifest::primary_event(Some(&events)));
+                for composite in self.composites() {
+                    let key = (peer.id.clone(), stream_id.clone());
+                    composite.send(CompositeCommand::Metadata { key, events: events.clone() });
+                }
                 if let Some(entry) = self.streams.get_mut(&(peer.id, stream_id)) {
                     entry.events = Some(events.clone());
                     entry.handle.send(StreamCommand::Metadata(events));
@@ -282,7 +365,18 @@ impl RoomRecorder {
                         s.kinds.push(track.kind);
                     }
                 });
-                entry.handle.send(StreamCommand::Track(track));
+                let composites = self.composite_recording.iter().chain(self.composite_relay.iter()).count();
+                let streams = self.streams_wanted();
+                let mut copies = split_track(track, composites + usize::from(streams)).into_iter();
+                let entry = self.streams.get_mut(&key).expect("looked up above");
+                if streams && let Some(track) = copies.next() {
+                    entry.handle.send(StreamCommand::Track(track));
+                }
+                for composite in self.composite_recording.iter().chain(self.composite_relay.iter()) {
+                    if let Some(track) = copies.next() {
+                        composite.send(CompositeCommand::Track(track));
+                    }
+                }
                 self.pick_relay();
             }
             ParticipantEvent::StreamEnded { peer, stream_id, reason } => {
@@ -292,6 +386,9 @@ impl RoomRecorder {
                 };
                 self.status.remove(&peer.id, &stream_id);
                 let key = (peer.id, stream_id);
+                for composite in self.composites() {
+                    composite.send(CompositeCommand::StreamEnded { key: key.clone() });
+                }
                 if let Some(entry) = self.streams.remove(&key) {
                     self.ending.push(tokio::spawn(async move { entry.handle.stop(reason).await }));
                 }
@@ -376,7 +473,7 @@ impl RoomRecorder {
 
     /// Give the relay to the first matching stream with video, if it is free.
     fn pick_relay(&mut self) {
-        let Some(spec) = self.plan.relay.clone() else { return };
+        let Some(spec) = self.plan.relay.clone().filter(|r| r.mode.streams()) else { return };
         if self.relayed.is_some() {
             return;
         }
@@ -402,6 +499,12 @@ impl RoomRecorder {
         }
         for ending in self.ending.drain(..) {
             self.reports.extend(ending.await.unwrap_or_default());
+        }
+        let composites: Vec<_> =
+            self.composite_recording.take().into_iter().chain(self.composite_relay.take()).map(|c| c.stop(reason)).collect();
+        self.reports.extend(futures_util::future::join_all(composites).await.into_iter().flatten());
+        for ending in self.composites_ending.drain(..) {
+            self.reports.extend(ending.await.ok().flatten());
         }
         let now = SystemTime::now();
         if let Some(spec) = &self.plan.recording {
@@ -457,7 +560,14 @@ mod tests {
 
     #[test]
     fn relay_filters_by_peer_id_or_name_and_event() {
-        let any = RelaySpec { url: "rtmp://x".into(), peer: None, event: None, template: None };
+        let any = RelaySpec {
+            url: "rtmp://x".into(),
+            peer: None,
+            event: None,
+            template: None,
+            mode: OutputMode::Streams,
+            layout: LayoutKind::Grid,
+        };
         assert!(relay_matches(&any, &peer("a", "Alice"), Some(&events(&["camera"]))));
         assert!(relay_matches(&any, &peer("a", "Alice"), None));
         assert!(!relay_matches(&any, &peer("a", "Alice"), Some(&events(&["screen"]))));

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::room::{RecordSpec, RelaySpec, RoomPlan};
-use crate::config::{Config, RelayTarget};
+use crate::composite::layout::LayoutKind;
+use crate::config::{Config, OutputMode, RelayTarget};
 
 /// The recording settings that apply to one room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub struct RoomRule {
     /// Record it without being asked.
     pub auto: bool,
     pub template: Option<String>,
+    pub mode: OutputMode,
+    pub layout: LayoutKind,
     pub channels: Vec<String>,
     pub max_bytes: u64,
     pub max_duration_secs: u64,
@@ -30,9 +33,19 @@ struct CompiledRule {
     rooms: GlobSet,
     record: bool,
     template: Option<String>,
+    mode: Option<OutputMode>,
+    layout: Option<LayoutKind>,
     channels: Option<Vec<String>>,
     max_bytes: Option<u64>,
     max_duration_secs: Option<u64>,
+}
+
+/// What whoever starts a recording asks for (the API's body); `None`: as the rules say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordChoice {
+    pub template: Option<String>,
+    pub mode: Option<OutputMode>,
+    pub layout: Option<LayoutKind>,
 }
 
 /// Which rooms to join and what to do in them.
@@ -69,6 +82,8 @@ impl Planner {
                     rooms: globs(&rule.rooms)?,
                     record: rule.record,
                     template: non_empty(&rule.template),
+                    mode: rule.mode,
+                    layout: rule.layout,
                     channels: rule.channels.clone(),
                     max_bytes: rule.max_room_bytes,
                     max_duration_secs: rule.max_room_duration_secs,
@@ -83,6 +98,8 @@ impl Planner {
             default_rule: RoomRule {
                 auto: true,
                 template: non_empty(&r.template),
+                mode: r.mode,
+                layout: r.layout,
                 channels: r.channels.clone(),
                 max_bytes: r.max_room_bytes,
                 max_duration_secs: r.max_room_duration_secs,
@@ -98,6 +115,8 @@ impl Planner {
             Some(rule) => RoomRule {
                 auto: self.enabled && rule.record,
                 template: rule.template.clone().or_else(|| d.template.clone()),
+                mode: rule.mode.unwrap_or(d.mode),
+                layout: rule.layout.unwrap_or(d.layout),
                 channels: rule.channels.clone().unwrap_or_else(|| d.channels.clone()),
                 max_bytes: rule.max_bytes.unwrap_or(d.max_bytes),
                 max_duration_secs: rule.max_duration_secs.unwrap_or(d.max_duration_secs),
@@ -106,12 +125,14 @@ impl Planner {
         }
     }
 
-    /// Recording the room as `by` (`rule` or `api`), `template` overriding the rule's.
-    pub fn record_spec(&self, room: &str, by: &str, template: Option<String>) -> RecordSpec {
+    /// Recording the room as `by` (`rule` or `api`), `asked` overriding the rule's choices.
+    pub fn record_spec(&self, room: &str, by: &str, asked: RecordChoice) -> RecordSpec {
         let rule = self.rule(room);
         RecordSpec {
             dir: self.dir.clone(),
-            template: template.or(rule.template),
+            template: asked.template.or(rule.template),
+            mode: asked.mode.unwrap_or(rule.mode),
+            layout: asked.layout.unwrap_or(rule.layout),
             by: by.to_string(),
             max_bytes: rule.max_bytes,
             max_duration_secs: rule.max_duration_secs,
@@ -125,6 +146,8 @@ impl Planner {
             peer: non_empty(&t.peer),
             event: non_empty(&t.event),
             template: non_empty(&t.template),
+            mode: t.mode,
+            layout: t.layout,
         })
     }
 
@@ -135,7 +158,7 @@ impl Planner {
         RoomPlan {
             server: None,
             room: room.to_string(),
-            recording: rule.auto.then(|| self.record_spec(room, "rule", None)),
+            recording: rule.auto.then(|| self.record_spec(room, "rule", RecordChoice::default())),
             relay: self.relay(room),
             log_channels: rule.channels,
         }
@@ -189,7 +212,7 @@ mod tests {
         let planner = Planner::from_config(&config).unwrap();
         assert!(planner.plan("meet-1").recording.is_none(), "enabled = false: nothing recorded by rule");
         // ... but the API can still record it, with the room's settings.
-        assert_eq!(planner.record_spec("meet-1", "api", None).by, "api");
+        assert_eq!(planner.record_spec("meet-1", "api", RecordChoice::default()).by, "api");
     }
 
     #[test]
@@ -220,7 +243,8 @@ mod tests {
         assert!(other.auto);
         assert_eq!(other.max_bytes, 1000);
         assert_eq!(planner.all_channels(), vec!["chat", "notes"]);
-        let spec = planner.record_spec("class-1", "api", Some("record-webm".into()));
+        let asked = RecordChoice { template: Some("record-webm".into()), ..RecordChoice::default() };
+        let spec = planner.record_spec("class-1", "api", asked);
         assert_eq!(spec.template.as_deref(), Some("record-webm"), "the API's template wins");
     }
 }

@@ -66,6 +66,8 @@ pub struct OutputSettings {
     pub finish_timeout: Duration,
     pub metrics: MediaMetrics,
     pub notifier: Option<OutputNotifier>,
+    /// The room composite's picture and sound.
+    pub composite: crate::config::CompositeConfig,
 }
 
 pub enum StreamCommand {
