@@ -210,10 +210,10 @@ fn large_and_strip(canvas: &Canvas, tiles: &[Tile], large: usize, focus: Option<
 
     let others: Vec<usize> = (0..tiles.len()).filter(|&i| i != large).collect();
     let mut shown: Vec<usize> = others.iter().copied().take(MAX_STRIP_TILES).collect();
-    if let Some(f) = focus.and_then(|f| others.iter().copied().find(|&i| tiles[i].id == f)) {
-        if !shown.contains(&f) {
-            *shown.last_mut().expect("the strip has at least one tile") = f;
-        }
+    if let Some(f) = focus.and_then(|f| others.iter().copied().find(|&i| tiles[i].id == f))
+        && !shown.contains(&f)
+    {
+        *shown.last_mut().expect("the strip has at least one tile") = f;
     }
     let k = shown.len() as i32;
     let fair_w = even_down((canvas.width - gap * (k - 1)) / k);
@@ -294,12 +294,16 @@ mod tests {
 
     /// A mix of picture shapes: unknown, 16:9, 4:3, portrait phone, odd sizes, a wide screen share.
     fn tiles(n: usize) -> Vec<Tile> {
-        let sizes = [None, Some((1280, 720)), Some((640, 480)), Some((720, 1280)), Some((641, 359)), Some((2560, 1080))];
+        let sizes =
+            [None, Some((1280, 720)), Some((640, 480)), Some((720, 1280)), Some((641, 359)), Some((2560, 1080))];
         (0..n).map(|i| Tile { id: 100 + i as u64, size: sizes[i % sizes.len()], screen: i == 2 }).collect()
     }
 
     fn inside(r: Rect, outer: Rect) -> bool {
-        r.x >= outer.x && r.y >= outer.y && r.x + r.width <= outer.x + outer.width && r.y + r.height <= outer.y + outer.height
+        r.x >= outer.x
+            && r.y >= outer.y
+            && r.x + r.width <= outer.x + outer.width
+            && r.y + r.height <= outer.y + outer.height
     }
 
     fn overlap(a: Rect, b: Rect) -> bool {
@@ -493,7 +497,10 @@ mod tests {
         assert_eq!(placed.iter().filter(|p| p.zorder == 1).map(|p| p.id).collect::<Vec<_>>(), [100, 101, 103, 104]);
         // No screen: the same as speaker.
         let cams: Vec<Tile> = t.iter().map(|x| Tile { screen: false, ..x.clone() }).collect();
-        assert_eq!(layout(LayoutKind::Screen, canvas, &cams, Some(104)), layout(LayoutKind::Speaker, canvas, &cams, Some(104)));
+        assert_eq!(
+            layout(LayoutKind::Screen, canvas, &cams, Some(104)),
+            layout(LayoutKind::Speaker, canvas, &cams, Some(104))
+        );
         assert_eq!(large(&layout(LayoutKind::Screen, canvas, &cams, Some(104))).id, 104);
     }
 
@@ -504,8 +511,11 @@ mod tests {
         assert_eq!(large(&placed).id, 102);
         let strip: Vec<u64> = placed.iter().filter(|p| p.zorder == 1).map(|p| p.id).collect();
         assert_eq!(strip, [100, 101, 103, 104, 105, 110]);
-        let strip: Vec<u64> =
-            layout(LayoutKind::Screen, (1280, 720), &t, Some(101)).iter().filter(|p| p.zorder == 1).map(|p| p.id).collect();
+        let strip: Vec<u64> = layout(LayoutKind::Screen, (1280, 720), &t, Some(101))
+            .iter()
+            .filter(|p| p.zorder == 1)
+            .map(|p| p.id)
+            .collect();
         assert_eq!(strip, [100, 101, 103, 104, 105, 106]);
     }
 

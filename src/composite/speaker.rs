@@ -269,7 +269,7 @@ mod tests {
         let mut sp = ActiveSpeaker::new(config.clone());
         let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
         // A talks in [0, 5), B in [5, 10), A in [10, 15), B in [15, 20); the other one is in room noise.
-        let talker = |t: Duration| if (t.as_millis() / 5000) % 2 == 0 { A } else { B };
+        let talker = |t: Duration| if (t.as_millis() / 5000).is_multiple_of(2) { A } else { B };
         let changes = run(&mut sp, ms(0), ms(20_000), |t| {
             [A, B].into_iter().map(|id| (id, if talker(t) == id { -20.0 } else { -65.0 } + noise.next(3.0))).collect()
         });
@@ -313,7 +313,8 @@ mod tests {
         assert_eq!(simulate(SpeakerConfig::default()), 0);
         // Control: without margin, hold and dwell the same levels do flicker, so
         // the noise above is enough to make a weaker policy fail.
-        let no_hysteresis = SpeakerConfig { margin_db: 0.0, hold: Duration::ZERO, min_dwell: Duration::ZERO, ..Default::default() };
+        let no_hysteresis =
+            SpeakerConfig { margin_db: 0.0, hold: Duration::ZERO, min_dwell: Duration::ZERO, ..Default::default() };
         assert!(simulate(no_hysteresis) > 50);
     }
 
