@@ -323,7 +323,10 @@ mod tests {
     #[test]
     fn publish_colour_tone_and_volume() {
         assert_eq!(publish(&[]).unwrap().input(), Input::TestPattern);
-        assert_eq!(publish(&["--colour", "red"]).unwrap().input(), Input::Solid { rgb: 0xff0000, tone_hz: 440.0, volume: 0.5 });
+        assert_eq!(
+            publish(&["--colour", "red"]).unwrap().input(),
+            Input::Solid { rgb: 0xff0000, tone_hz: 440.0, volume: 0.5 }
+        );
         assert_eq!(
             publish(&["--colour", "0x336699", "--tone", "660", "--volume", "0.8"]).unwrap().input(),
             Input::Solid { rgb: 0x336699, tone_hz: 660.0, volume: 0.8 }

@@ -462,7 +462,8 @@ mod tests {
 
     #[test]
     fn solid_input_paints_its_colour_and_plays_its_tone() {
-        let solid = |rgb, tone_hz, volume| SourceConfig { input: Input::Solid { rgb, tone_hz, volume }, ..Default::default() };
+        let solid =
+            |rgb, tone_hz, volume| SourceConfig { input: Input::Solid { rgb, tone_hz, volume }, ..Default::default() };
         let d = pipeline_description(&solid(0x00ff00, 660.0, 0.8));
         assert!(d.contains("pattern=solid-color foreground-color=0xff00ff00"), "{d}");
         assert!(d.contains("wave=sine freq=660 volume=0.8"), "{d}");
