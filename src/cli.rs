@@ -192,6 +192,17 @@ pub struct PublishArgs {
     /// alignment of recordings).
     #[arg(long, conflicts_with = "file")]
     pub sync_marks: bool,
+    /// Publish one solid colour (red, green, blue, yellow, magenta, cyan,
+    /// white or 0xRRGGBB) and a steady sine tone instead of a test pattern
+    /// (what a composite's tile and mix are checked by).
+    #[arg(long, value_name = "COLOUR", value_parser = crate::media::source::parse_colour, conflicts_with_all = ["file", "sync_marks"])]
+    pub colour: Option<u32>,
+    /// With --colour: the tone's frequency in Hz, 0 for silence [default: 440].
+    #[arg(long, value_name = "HZ", requires = "colour", value_parser = parse_tone)]
+    pub tone: Option<f64>,
+    /// With --colour: the tone's volume, 0 to 1 [default: 0.5].
+    #[arg(long, value_name = "0..1", requires = "colour", value_parser = parse_volume)]
+    pub volume: Option<f64>,
     /// Video size, WIDTHxHEIGHT.
     #[arg(long, default_value = "640x480", value_parser = parse_size)]
     pub size: (u32, u32),
@@ -204,6 +215,38 @@ pub struct PublishArgs {
     /// Stop after this many seconds (default: run until Ctrl-C/SIGTERM).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
+}
+
+impl PublishArgs {
+    /// What to publish: a file, sync marks, a solid colour with its tone, or the test pattern.
+    pub fn input(&self) -> crate::media::source::Input {
+        use crate::media::source::Input;
+        match (&self.file, self.colour) {
+            (Some(path), _) => Input::File(path.clone()),
+            (None, _) if self.sync_marks => Input::SyncMarks,
+            (None, Some(rgb)) => {
+                Input::Solid { rgb, tone_hz: self.tone.unwrap_or(440.0), volume: self.volume.unwrap_or(0.5) }
+            }
+            (None, None) => Input::TestPattern,
+        }
+    }
+}
+
+fn parse_tone(s: &str) -> Result<f64, String> {
+    let hz: f64 = s.parse().map_err(|_| format!("{s:?} is not a frequency in Hz"))?;
+    // Below the Nyquist frequency of the 48 kHz source.
+    if !(0.0..24_000.0).contains(&hz) {
+        return Err("the tone must be between 0 (silence) and 24000 Hz".into());
+    }
+    Ok(hz)
+}
+
+fn parse_volume(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a volume"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err("the volume must be between 0 and 1".into());
+    }
+    Ok(v)
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -262,4 +305,54 @@ pub struct ServeArgs {
 pub struct ConfigArgs {
     #[command(flatten)]
     pub file: ConfigFile,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::source::Input;
+
+    fn publish(args: &[&str]) -> Result<PublishArgs, clap::Error> {
+        let argv = ["rtcio-gateway", "publish", "--server", "http://x", "--room", "r"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Publish(p) => Ok(p),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn publish_colour_tone_and_volume() {
+        assert_eq!(publish(&[]).unwrap().input(), Input::TestPattern);
+        assert_eq!(
+            publish(&["--colour", "red"]).unwrap().input(),
+            Input::Solid { rgb: 0xff0000, tone_hz: 440.0, volume: 0.5 }
+        );
+        assert_eq!(
+            publish(&["--colour", "0x336699", "--tone", "660", "--volume", "0.8"]).unwrap().input(),
+            Input::Solid { rgb: 0x336699, tone_hz: 660.0, volume: 0.8 }
+        );
+        assert_eq!(
+            publish(&["--colour", "blue", "--tone", "0"]).unwrap().input(),
+            Input::Solid { rgb: 0x0000ff, tone_hz: 0.0, volume: 0.5 }
+        );
+        assert_eq!(publish(&["--sync-marks"]).unwrap().input(), Input::SyncMarks);
+    }
+
+    #[test]
+    fn publish_refuses_bad_or_conflicting_colour_options() {
+        for bad in [
+            &["--colour", "purple"][..],
+            &["--colour", "red", "--volume", "1.5"],
+            &["--colour", "red", "--volume", "-0.1"],
+            &["--colour", "red", "--tone", "-1"],
+            &["--colour", "red", "--tone", "30000"],
+            &["--colour", "red", "--tone", "loud"],
+            &["--tone", "440"],
+            &["--volume", "0.5"],
+            &["--colour", "red", "--sync-marks"],
+            &["--colour", "red", "--file", "/tmp/x.webm"],
+        ] {
+            assert!(publish(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::cli::{JoinArgs, MediaArgs, MuxArgs, PublishArgs, RelayArgs, RoomArgs};
 use crate::config::CompositeConfig;
-use crate::media::source::{AudioCodec, Input, MediaSource, SourceConfig, short_id};
+use crate::media::source::{AudioCodec, MediaSource, SourceConfig, short_id};
 use crate::media::templates::TemplateSet;
 use crate::metrics::Metrics;
 use crate::participant::events::ParticipantEvent;
@@ -179,11 +179,7 @@ pub async fn publish(args: PublishArgs) -> Result<(), CommandError> {
     };
     let audio = (args.audio != "none").then_some(AudioCodec::Opus);
     let source = MediaSource::start(&SourceConfig {
-        input: match &args.file {
-            Some(path) => Input::File(path.clone()),
-            None if args.sync_marks => Input::SyncMarks,
-            None => Input::TestPattern,
-        },
+        input: args.input(),
         video,
         audio,
         width: args.size.0,

@@ -213,7 +213,7 @@ impl CompositePipeline {
         let chain = decoder_chain(caps)?;
         let tail = match caps.kind {
             MediaKind::Video => format!(
-                "videoconvert ! textoverlay text={} halignment=left valignment=bottom font-desc=\"Sans Bold 14\" \
+                "videoconvert ! textoverlay wait-text=false text={} halignment=left valignment=bottom font-desc=\"Sans Bold 14\" \
                  shaded-background=true ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=3000000000",
                 quote(label)
             ),
@@ -224,14 +224,8 @@ impl CompositePipeline {
             ),
         };
         let description = format!("appsrc name=src ! {chain} ! {tail}");
-        let bin = self.add_bin(input, &description, caps.kind)?;
+        let bin = self.add_bin(input, &description, caps.kind, Some(&caps.to_caps()))?;
         let src = bin.by_name("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or("no appsrc")?;
-        src.set_caps(Some(&caps.to_caps()));
-        src.set_format(gst::Format::Time);
-        src.set_is_live(true);
-        src.set_do_timestamp(false);
-        src.set_max_bytes(APPSRC_MAX_BYTES);
-        src.set_leaky_type(gst_app::AppLeakyType::Downstream);
         if let Some(pad) = src.static_pad("src") {
             let events = self.events_tx.clone();
             pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
@@ -264,20 +258,37 @@ impl CompositePipeline {
     pub fn add_name_card(&mut self, input: InputId, label: &str) -> Result<(), String> {
         let description = format!(
             "videotestsrc is-live=true do-timestamp=true pattern=solid-color foreground-color=0xff303030 ! \
-             video/x-raw,width=640,height=360,framerate=5/1 ! textoverlay text={} halignment=center valignment=center \
+             video/x-raw,width=640,height=360,framerate=5/1 ! textoverlay wait-text=false text={} halignment=center valignment=center \
              font-desc=\"Sans Bold 28\" ! queue",
             quote(label)
         );
-        self.add_bin(input, &description, MediaKind::Video).map(|_| ())
+        self.add_bin(input, &description, MediaKind::Video, None).map(|_| ())
     }
 
-    fn add_bin(&mut self, input: InputId, description: &str, kind: MediaKind) -> Result<gst::Bin, String> {
+    /// Build, link and start a branch; `rtp_caps`: its `appsrc name=src` takes these (set before it starts).
+    fn add_bin(
+        &mut self,
+        input: InputId,
+        description: &str,
+        kind: MediaKind,
+        rtp_caps: Option<&gst::Caps>,
+    ) -> Result<gst::Bin, String> {
         if self.branches.contains_key(&input) {
             return Err(format!("input {input} exists"));
         }
         let bin = gst::parse::bin_from_description(description, true)
             .map_err(|e| format!("cannot build a composite input: {e}"))?;
         bin.set_property("name", bin_name(input));
+        if let Some(caps) = rtp_caps {
+            let src = bin.by_name("src").and_then(|e| e.downcast::<gst_app::AppSrc>().ok()).ok_or("no appsrc")?;
+            src.set_caps(Some(caps));
+            src.set_format(gst::Format::Time);
+            src.set_is_live(true);
+            // Stamped by the caller on the room clock.
+            src.set_do_timestamp(false);
+            src.set_max_bytes(APPSRC_MAX_BYTES);
+            src.set_leaky_type(gst_app::AppLeakyType::Downstream);
+        }
         let aggregator = match kind {
             MediaKind::Video => self.compositor.clone(),
             MediaKind::Audio => self.mixer.clone(),

@@ -60,7 +60,7 @@ pub enum AudioCodec {
 }
 
 /// Where the pictures and sound come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// `videotestsrc` / `audiotestsrc` (a moving ball and a sine tone).
     TestPattern,
@@ -70,6 +70,40 @@ pub enum Input {
     /// beep at every even second of UTC ([`crate::media::sync_marks`]),
     /// captured on the wall clock and sent at a fixed delay after capture.
     SyncMarks,
+    /// One solid colour (`0xRRGGBB`) and one steady sine tone (`tone_hz`,
+    /// 0 = silence) at `volume` (0–1): what a composite's tests tell apart
+    /// by content (which tile shows whom, which tones are in the mix).
+    Solid { rgb: u32, tone_hz: f64, volume: f64 },
+}
+
+/// The colours `publish --colour` knows by name, as `0xRRGGBB`: saturated
+/// primaries and secondaries (far apart after chroma subsampling and lossy coding).
+pub const NAMED_COLOURS: &[(&str, u32)] = &[
+    ("red", 0xff0000),
+    ("green", 0x00ff00),
+    ("blue", 0x0000ff),
+    ("yellow", 0xffff00),
+    ("magenta", 0xff00ff),
+    ("cyan", 0x00ffff),
+    ("white", 0xffffff),
+];
+
+/// A colour by name ([`NAMED_COLOURS`]) or as `0xRRGGBB` / `#RRGGBB`.
+pub fn parse_colour(s: &str) -> Result<u32, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    if let Some(&(_, rgb)) = NAMED_COLOURS.iter().find(|(name, _)| *name == lower) {
+        return Ok(rgb);
+    }
+    let hex = lower.strip_prefix("0x").or_else(|| lower.strip_prefix('#'));
+    match hex {
+        Some(h) if h.len() == 6 && h.chars().all(|c| c.is_ascii_hexdigit()) => {
+            u32::from_str_radix(h, 16).map_err(|e| e.to_string())
+        }
+        _ => {
+            let names: Vec<&str> = NAMED_COLOURS.iter().map(|(n, _)| *n).collect();
+            Err(format!("unknown colour {s:?} (one of {}, or 0xRRGGBB)", names.join(", ")))
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +245,17 @@ fn pipeline_description(c: &SourceConfig) -> String {
                 "videotestsrc is-live=true pattern=ball ! capsfilter name=size caps=video/x-raw,width={w},height={h},framerate={fps}/1"
             ),
             "audiotestsrc is-live=true wave=sine freq=440 volume=0.2".to_string(),
+        ),
+        Input::Solid { rgb, tone_hz, volume } => (
+            format!(
+                "videotestsrc is-live=true pattern=solid-color foreground-color=0x{argb:08x} ! capsfilter name=size caps=video/x-raw,width={w},height={h},framerate={fps}/1",
+                argb = 0xff00_0000 | (rgb & 0x00ff_ffff)
+            ),
+            if *tone_hz > 0.0 {
+                format!("audiotestsrc is-live=true wave=sine freq={tone_hz} volume={}", volume.clamp(0.0, 1.0))
+            } else {
+                "audiotestsrc is-live=true wave=silence".to_string()
+            },
         ),
         Input::SyncMarks => (
             format!(
@@ -413,5 +458,30 @@ mod tests {
         assert!(d.contains("x264enc") && !d.contains("opusenc"));
         assert_eq!("H264".parse::<VideoCodec>(), Ok(VideoCodec::H264));
         assert!("av2".parse::<VideoCodec>().is_err());
+    }
+
+    #[test]
+    fn solid_input_paints_its_colour_and_plays_its_tone() {
+        let solid =
+            |rgb, tone_hz, volume| SourceConfig { input: Input::Solid { rgb, tone_hz, volume }, ..Default::default() };
+        let d = pipeline_description(&solid(0x00ff00, 660.0, 0.8));
+        assert!(d.contains("pattern=solid-color foreground-color=0xff00ff00"), "{d}");
+        assert!(d.contains("wave=sine freq=660 volume=0.8"), "{d}");
+        assert!(d.contains("capsfilter name=size") && d.contains("appsink name=video sync=false"), "{d}");
+        let d = pipeline_description(&solid(0x123456, 0.0, 0.5));
+        assert!(d.contains("foreground-color=0xff123456") && d.contains("wave=silence") && !d.contains("freq="), "{d}");
+        let d = pipeline_description(&solid(0xff0000, 440.0, 7.0));
+        assert!(d.contains("volume=1 "), "volume is clamped to 0–1: {d}");
+    }
+
+    #[test]
+    fn colours_parse_by_name_and_by_hex() {
+        assert_eq!(parse_colour("red"), Ok(0xff0000));
+        assert_eq!(parse_colour("Magenta"), Ok(0xff00ff));
+        assert_eq!(parse_colour("0x00FF80"), Ok(0x00ff80));
+        assert_eq!(parse_colour("#102030"), Ok(0x102030));
+        for bad in ["", "purple", "0xfff", "0x1234567", "0xgg0000", "ff0000"] {
+            assert!(parse_colour(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 }

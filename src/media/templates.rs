@@ -655,6 +655,7 @@ mod tests {
             rtmp_url: Some("rtmp://h/app/key?x=1&y=2".into()),
             latency_ms: 150,
             video_kbps: 2500,
+            framerate: 30,
         };
         let filled = fill_placeholders(
             "a location={location} b={rtmp_url} l={latency} caps={ I420, NV12 } k={video_kbps} s={sink_buffer_bytes}",

@@ -560,5 +560,6 @@ fn push_released(
             (bytes, pts)
         })
         .collect();
+    tracing::trace!(input, packets = stamped.len(), first_pts = ?stamped.first().map(|p| p.1), now = ?pipeline.running_time(), "composite push");
     pipeline.push(input, stamped);
 }

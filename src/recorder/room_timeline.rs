@@ -343,6 +343,7 @@ mod tests {
             first_keyframe_ms: None,
             t0_unix_ms: Some(1_795_702_503_000.0),
             clock: None,
+            composite: None,
         };
         t.file_events().send(&manifest);
         t.finish(at(11), EndReason::RoomEmpty).await;

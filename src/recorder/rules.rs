@@ -199,6 +199,8 @@ mod tests {
             peer: String::new(),
             event: "camera".into(),
             template: String::new(),
+            mode: Default::default(),
+            layout: Default::default(),
         }];
         let planner = Planner::from_config(&config).unwrap();
         assert!(planner.plan("meet-1").recording.is_some());
