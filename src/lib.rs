@@ -14,6 +14,7 @@
 //! - [`sio_client`]: a small socket.io v4 WebSocket client (tests, benchmarks, the participant).
 //! - [`participant`]: the headless rtc.io participant (webrtc-rs peer connections, data channels, tracks).
 //! - [`media`]: GStreamer plumbing: test sources, recording/relay pipelines, their templates, RTP policy.
+//! - [`composite`]: the room composite: every video stream of a room in one picture, every audio track in one mix.
 //! - [`mux`]: `mux`: a room directory's recordings and chat into one Matroska file on the room clock.
 //! - [`recorder`]: recordings (files + manifests), relays and chat logs of rooms, and which rooms get them.
 //! - [`webhooks`]: signed `POST`s about recordings and relays, their queue and retries.
