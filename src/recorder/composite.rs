@@ -4,7 +4,7 @@
 //! the webhooks — turns each into scene inputs and each scene action into
 //! I/O. One task per composite output (a recording or a relay) of a room.
 //!
-//! Packets are read every [`DRAIN_EVERY`] (one wake-up for all inputs),
+//! Packets are read every `DRAIN_EVERY` (one wake-up for all inputs),
 //! put back in sequence order ([`Reorder`]), stamped on the room clock
 //! ([`InputPlacement`]) and pushed as one buffer list per input.
 
@@ -197,7 +197,8 @@ struct Task {
     feeds: HashMap<InputId, TrackFeed>,
     screen_event: String,
     members: Vec<String>,
-    sender_reports_seen: bool,
+    /// RTCP sender reports seen on the composite's inputs, all told.
+    sender_reports: u32,
     last_manifest: Instant,
 }
 
@@ -320,7 +321,7 @@ impl Task {
             feeds: HashMap::new(),
             screen_event: config.screen_event.clone(),
             members: Vec::new(),
-            sender_reports_seen: false,
+            sender_reports: 0,
             last_manifest: Instant::now(),
             context,
             target,
@@ -425,8 +426,9 @@ impl Task {
         let mut released = Vec::new();
         for (&input, feed) in self.feeds.iter_mut() {
             if feed.reports.has_changed().unwrap_or(false) {
+                let before = feed.sender.reports().count;
                 feed.sender.update(*feed.reports.borrow_and_update());
-                self.sender_reports_seen = true;
+                self.sender_reports += feed.sender.reports().count.saturating_sub(before);
             }
             for _ in 0..MAX_DRAIN {
                 match feed.packets.try_recv() {
@@ -469,8 +471,8 @@ impl Task {
         }
         let status = ClockStatus {
             t0_unix_ms: self.clock.t0_unix_ms(),
-            source: if self.sender_reports_seen { ClockSource::SenderReports } else { ClockSource::Arrival },
-            sender_reports: self.feeds.values().map(|f| f.sender.reports().count).sum(),
+            source: if self.sender_reports > 0 { ClockSource::SenderReports } else { ClockSource::Arrival },
+            sender_reports: self.sender_reports,
             last_report_unix_ms: None,
         };
         manifest.set_clock(&status, SystemTime::now());
