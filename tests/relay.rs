@@ -115,6 +115,8 @@ async fn a_configured_relay_transcodes_vp8_to_h264_and_survives_an_rtmp_restart(
             peer: String::new(),
             event: String::new(),
             template: String::new(),
+            mode: Default::default(),
+            layout: Default::default(),
         }];
     })
     .await;
