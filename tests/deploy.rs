@@ -1215,7 +1215,17 @@ fn dockerfile_runtime_stage_has_exactly_the_gstreamer_packages_the_templates_nee
     // marks the AV1 branch as optional and the gateway reports it disabled.
     const NOT_IN_DEBIAN_12: &[&str] = &["rtpav1depay"];
     let mut needed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (element, templates) in template_elements() {
+    // The room composite's own elements (src/composite/pipeline.rs), besides its templates'.
+    const COMPOSITE_ELEMENTS: &[&str] = &[
+        "compositor", "audiomixer", "videotestsrc", "audiotestsrc", "textoverlay", "level", "queue",
+        "videoconvert", "rtpvp8depay", "rtpvp9depay", "rtph264depay", "rtpopusdepay", "vp8dec", "vp9dec",
+        "avdec_h264", "opusdec", "h264parse",
+    ];
+    let mut elements = template_elements();
+    for element in COMPOSITE_ELEMENTS {
+        elements.entry(element.to_string()).or_default().insert("the composite pipeline".into());
+    }
+    for (element, templates) in elements {
         let out = run(&inspect, &[&element], None);
         let filename = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -1272,7 +1282,8 @@ fn dockerfile_runtime_stage_has_exactly_the_gstreamer_packages_the_templates_nee
     // library, or is the HEALTHCHECK's client.
     for pkg in &packages {
         p.check(
-            needed.contains_key(pkg) || linked.contains(pkg) || pkg == "curl",
+            // curl: the HEALTHCHECK's client; fonts-dejavu-core: textoverlay's font (name labels).
+            needed.contains_key(pkg) || linked.contains(pkg) || pkg == "curl" || pkg == "fonts-dejavu-core",
             format!("the runtime stage installs {pkg}, which no template element nor the binary needs"),
         );
     }
